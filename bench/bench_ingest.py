@@ -1,0 +1,117 @@
+"""OTLP ingest into a real server process, durable: spans/s for 100-span requests of realistic LLM spans.
+
+Starts `otel-lightning serve` on a free port with a SQLite file, then posts pre-built protobuf requests (unique
+ids, ~3.4 KiB spans) from several concurrent connections. A 200 means the spans are committed, so the rate
+is the durable rate. Prints a table and writes bench/results/ingest.json.
+
+    python bench/bench_ingest.py [--spans 200000] [--batch 100] [--connections 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._fixtures import llm_span_request  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(db: Path, port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-m", "otel_lightning.cli", "--log-level", "WARNING", "serve",
+                             "--db", str(db), "--port", str(port)])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+async def post_all(url: str, bodies: list[bytes], connections: int) -> tuple[float, int]:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    retries = 0
+
+    async def sender(client: httpx.AsyncClient) -> None:
+        nonlocal retries
+        while not queue.empty():
+            body = queue.get_nowait()
+            while True:
+                response = await client.post(url, content=body, headers={"content-type": "application/x-protobuf"})
+                if response.status_code == 200:
+                    break
+                if response.status_code != 503:
+                    raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+                retries += 1
+                await asyncio.sleep(float(response.headers.get("retry-after", "1")))
+
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=connections)) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(sender(client) for _ in range(connections)))
+        return time.perf_counter() - started, retries
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--spans", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--connections", type=int, default=8)
+    args = parser.parse_args()
+    requests = args.spans // args.batch
+    bodies = [llm_span_request(args.batch, seed=i) for i in range(requests)]
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "ingest.db"
+        port = free_port()
+        server = start_server(db, port)
+        try:
+            # Warm up with separate ids, then measure.
+            asyncio.run(post_all(f"http://127.0.0.1:{port}/v1/traces",
+                                 [llm_span_request(args.batch, seed=10**6 + i) for i in range(20)], 4))
+            elapsed, retries = asyncio.run(post_all(f"http://127.0.0.1:{port}/v1/traces", bodies, args.connections))
+        finally:
+            server.terminate()
+            server.wait(30)
+        stored = sqlite3.connect(db).execute("SELECT COUNT(*) FROM spans").fetchone()[0]
+    spans = requests * args.batch
+    result = {
+        "spans": spans,
+        "batch": args.batch,
+        "connections": args.connections,
+        "seconds": round(elapsed, 3),
+        "spans_per_s": round(spans / elapsed),
+        "requests_per_s": round(requests / elapsed, 1),
+        "mean_span_bytes": round(sum(map(len, bodies)) / spans),
+        "retried_503": retries,
+        "stored": stored,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "ingest.json").write_text(json.dumps(result, indent=2))
+    print(f"{'spans':>8} {'batch':>6} {'conns':>6} {'seconds':>8} {'spans/s':>9} {'stored':>8} {'503s':>5}")
+    print(f"{spans:>8} {args.batch:>6} {args.connections:>6} {elapsed:>8.2f} {spans / elapsed:>9.0f} "
+          f"{stored:>8} {retries:>5}")
+
+
+if __name__ == "__main__":
+    main()

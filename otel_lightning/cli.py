@@ -1,0 +1,132 @@
+"""The ``otel-lightning`` command: ``serve`` a server, run a ``worker``.
+
+Only the CLI configures logging handlers and runs uvicorn in the foreground.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from otel_lightning.config import DEFAULT_PORT
+from otel_lightning.exceptions import OtelLightningError
+
+logger = logging.getLogger("otel_lightning.cli")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from otel_lightning.collector.app import create_app
+    from otel_lightning.config import ServerSettings
+    from otel_lightning.store.sqlite import SQLiteStore
+
+    settings = ServerSettings.resolve(
+        db=args.db, host=args.host, port=args.port, lease_s=args.lease_s, api_token=args.api_token
+    )
+    store = SQLiteStore(settings.db)
+    app = create_app(store, settings, close_store=True)
+    logger.info(
+        "otel-lightning serving %s on http://%s:%d (OTLP at /v1/traces)",
+        settings.db,
+        settings.host,
+        settings.port,
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def load_agent(spec: str) -> Any:
+    """Import ``package.module:function``."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise SystemExit(f"agent must be given as MODULE:FUNCTION, not {spec!r}")
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # so that a module in the working directory is found, as `python -m` would
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise SystemExit(f"module {module_name!r} has no attribute {attr!r}") from None
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from otel_lightning.client.worker import Worker
+
+    agent = load_agent(args.agent)
+    worker = Worker(
+        agent,
+        args.server,
+        concurrency=args.concurrency,
+        experiments=args.experiment or (),
+        worker_id=args.worker_id,
+        api_token=args.api_token,
+        claim_wait_s=args.claim_wait_s,
+    )
+
+    def _stop(signum: int, frame: Any) -> None:
+        logger.info("signal %d: finishing running rollouts", signum)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    stats = worker.run(max_rollouts=args.max_rollouts, idle_timeout_s=args.idle_timeout_s)
+    logger.info(
+        "worker done: %d succeeded, %d failed, %d abandoned", stats.succeeded, stats.failed, stats.abandoned
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="otel-lightning", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server (OTLP receiver, task queue, resource store)")
+    serve.add_argument("--db", default=None, help="SQLite file (default: otel-lightning.db)")
+    serve.add_argument("--host", default=None, help="interface (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help=f"port (default: {DEFAULT_PORT})")
+    serve.add_argument("--lease-s", type=float, default=None, help="attempt lease in seconds (default: 30)")
+    serve.add_argument("--api-token", default=None, help="require this bearer token on the API")
+    serve.set_defaults(func=_serve)
+
+    worker = sub.add_parser("worker", help="run an agent function over the server's rollouts")
+    worker.add_argument("agent", help="the agent function, as MODULE:FUNCTION")
+    worker.add_argument("--server", default=None, help="server URL (default: $OTEL_LIGHTNING_SERVER)")
+    worker.add_argument("--concurrency", type=int, default=1)
+    worker.add_argument("--experiment", action="append", help="claim only this experiment (repeatable)")
+    worker.add_argument("--worker-id", default=None)
+    worker.add_argument("--max-rollouts", type=int, default=None, help="stop after this many attempts")
+    worker.add_argument(
+        "--idle-timeout-s", type=float, default=None, help="stop after this long without work"
+    )
+    worker.add_argument("--claim-wait-s", type=float, default=10.0, help="long-poll wait of one claim")
+    worker.add_argument("--api-token", default=None)
+    worker.set_defaults(func=_worker)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except OtelLightningError as exc:
+        logger.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""The REST API under ``/api/v1``: rollouts, claims, attempts, resources, and the long-polls.
+
+Endpoints are module-level functions reading the store, settings and notifier from ``request.app.state``.
+Store calls run in worker threads. Bodies and answers are the records' JSON forms (``to_json``); errors are
+problem documents (collector/problems.py). The OpenAPI document (collector/openapi.py) describes every route.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from otel_lightning import __version__
+from otel_lightning._validate import check, optional, require
+from otel_lightning.collector.notify import Topic
+from otel_lightning.collector.request_io import call_store, read_object, store_of
+from otel_lightning.exceptions import ValidationError
+from otel_lightning.resources import decode_resources
+from otel_lightning.types import Outcome, RolloutFilter, RolloutStatus, Task
+
+MAX_BATCH = 10_000
+"""Most tasks one enqueue request may carry."""
+
+
+def _wait_s(request: Request, body: dict[str, Any], key: str, default: float) -> float:
+    value = optional(body, key, float, "request", default)
+    if value < 0:
+        raise ValidationError(f"{key} must not be negative")
+    return float(min(value, request.app.state.settings.max_wait_s))
+
+
+# --- health ------------------------------------------------------------------------------------------------
+
+
+async def health(request: Request) -> Response:
+    ingest = request.app.state.ingest
+    return JSONResponse({"status": "ok", "version": __version__, "ingest_pending": ingest.pending})
+
+
+# --- rollouts ----------------------------------------------------------------------------------------------
+
+
+async def enqueue(request: Request) -> Response:
+    body = await read_object(request)
+    raw = require(body, "tasks", list, "request")
+    if not raw or len(raw) > MAX_BATCH:
+        raise ValidationError(f"tasks must hold 1 to {MAX_BATCH} tasks")
+    tasks = [Task.from_json(item) for item in raw]
+    for task in tasks:
+        _check_json(task.input, "task.input")
+    rollouts = await call_store(request, store_of(request).enqueue, tasks)
+    request.app.state.notifier.notify(Topic.QUEUE, Topic.ROLLOUTS)
+    return JSONResponse({"rollouts": [r.to_json() for r in rollouts]})
+
+
+def _check_json(value: Any, where: str) -> None:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"{where} is not JSON-serialisable: {exc}") from None
+
+
+def _filter(request: Request) -> RolloutFilter:
+    q = request.query_params
+    try:
+        statuses = tuple(RolloutStatus(s) for s in q.getlist("status"))
+        version = q.get("resource_version")
+        return RolloutFilter(
+            experiment=q.get("experiment") or None,
+            statuses=statuses,
+            resource_version=int(version) if version else None,
+            rollout_ids=tuple(q.getlist("rollout_id")),
+            limit=min(int(q.get("limit", 1000)), MAX_BATCH),
+            offset=max(int(q.get("offset", 0)), 0),
+        )
+    except ValueError as exc:
+        raise ValidationError(f"bad query parameter: {exc}") from None
+
+
+async def list_rollouts(request: Request) -> Response:
+    rollouts = await call_store(request, store_of(request).list_rollouts, _filter(request))
+    return JSONResponse({"rollouts": [r.to_json() for r in rollouts]})
+
+
+async def get_rollout(request: Request) -> Response:
+    rollout = await call_store(request, store_of(request).get_rollout, request.path_params["rollout_id"])
+    return JSONResponse(rollout.to_json())
+
+
+async def cancel_rollout(request: Request) -> Response:
+    rollout = await call_store(request, store_of(request).cancel, request.path_params["rollout_id"])
+    request.app.state.notifier.notify(Topic.ROLLOUTS)
+    return JSONResponse(rollout.to_json())
+
+
+async def list_attempts(request: Request) -> Response:
+    attempts = await call_store(request, store_of(request).list_attempts, request.path_params["rollout_id"])
+    return JSONResponse({"attempts": [a.to_json() for a in attempts]})
+
+
+async def wait_rollouts(request: Request) -> Response:
+    """Long-poll until every listed rollout has ended or ``timeout_s`` passes; answers their current state."""
+    body = await read_object(request)
+    ids = require(body, "rollout_ids", list, "request")
+    if len(ids) > MAX_BATCH or not all(isinstance(i, str) for i in ids):
+        raise ValidationError(f"rollout_ids must be a list of at most {MAX_BATCH} strings")
+    deadline = time.monotonic() + _wait_s(request, body, "timeout_s", 30.0)
+    notifier = request.app.state.notifier
+    where = RolloutFilter(rollout_ids=tuple(ids), limit=len(ids) or 1)
+    while True:
+        ticket = notifier.ticket(Topic.ROLLOUTS)
+        rollouts = await call_store(request, store_of(request).list_rollouts, where) if ids else []
+        done = len(rollouts) == len(set(ids)) and all(r.status.is_final for r in rollouts)
+        remaining = deadline - time.monotonic()
+        if done or remaining <= 0:
+            return JSONResponse({"done": done, "rollouts": [r.to_json() for r in rollouts]})
+        await notifier.wait(ticket, remaining)
+
+
+# --- claims and attempts -----------------------------------------------------------------------------------
+
+
+async def claim(request: Request) -> Response:
+    """Long-poll for the next queued rollout; 200 with the claim, or 204 when nothing came in time."""
+    body = await read_object(request)
+    worker_id = require(body, "worker_id", str, "claim")
+    request_id = optional(body, "request_id", str, "claim") or uuid.uuid4().hex
+    experiments = optional(body, "experiments", list, "claim", [])
+    if not all(isinstance(e, str) for e in experiments):
+        raise ValidationError("claim.experiments must be a list of strings")
+    settings = request.app.state.settings
+    lease_s = optional(body, "lease_s", float, "claim", settings.lease_s)
+    if not 0 < lease_s <= 3600:
+        raise ValidationError("claim.lease_s must be within (0, 3600]")
+    deadline = time.monotonic() + _wait_s(request, body, "wait_s", 0.0)
+    notifier = request.app.state.notifier
+    store = store_of(request)
+    while True:
+        ticket = notifier.ticket(Topic.QUEUE)
+        result = await call_store(request, store.claim, worker_id, request_id, tuple(experiments), lease_s)
+        if result is not None:
+            notifier.notify(Topic.ROLLOUTS)
+            return JSONResponse(result.to_json())
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return Response(status_code=204)
+        await notifier.wait(ticket, remaining)
+
+
+async def heartbeat(request: Request) -> Response:
+    body = await read_object(request)
+    lease_s = optional(body, "lease_s", float, "heartbeat", request.app.state.settings.lease_s)
+    if not 0 < lease_s <= 3600:
+        raise ValidationError("heartbeat.lease_s must be within (0, 3600]")
+    attempt = await call_store(
+        request, store_of(request).heartbeat, request.path_params["attempt_id"], lease_s
+    )
+    return JSONResponse(attempt.to_json())
+
+
+async def complete(request: Request) -> Response:
+    outcome = Outcome.from_json(await read_object(request))
+    attempt = await call_store(
+        request, store_of(request).complete, request.path_params["attempt_id"], outcome
+    )
+    request.app.state.notifier.notify(Topic.ROLLOUTS)
+    return JSONResponse(attempt.to_json())
+
+
+async def get_attempt(request: Request) -> Response:
+    attempt = await call_store(request, store_of(request).get_attempt, request.path_params["attempt_id"])
+    return JSONResponse(attempt.to_json())
+
+
+# --- resources ---------------------------------------------------------------------------------------------
+
+
+async def get_resources(request: Request) -> Response:
+    raw = request.query_params.get("version")
+    try:
+        version = int(raw) if raw not in (None, "", "latest") else None
+    except ValueError:
+        raise ValidationError("version must be an integer or 'latest'") from None
+    found = await call_store(
+        request, store_of(request).get_resources, request.path_params["experiment"], version
+    )
+    return JSONResponse(found.to_json())
+
+
+async def list_resource_versions(request: Request) -> Response:
+    versions = await call_store(request, store_of(request).list_versions, request.path_params["experiment"])
+    return JSONResponse({"versions": [v.to_json() for v in versions]})
+
+
+async def publish_resources(request: Request) -> Response:
+    body = await read_object(request)
+    resources = decode_resources(require(body, "resources", dict, "publish"))
+    expected = optional(body, "expected_version", int, "publish")
+    metadata = optional(body, "metadata", dict, "publish", {})
+    _check_json(metadata, "publish.metadata")
+    experiment = request.path_params["experiment"]
+    check(experiment, str, "experiment")
+    published = await call_store(
+        request, store_of(request).publish, experiment, resources, expected, metadata
+    )
+    return JSONResponse(published.to_json(), status_code=201)
+
+
+ROUTES = [
+    Route("/api/v1/health", health, methods=["GET"]),
+    Route("/api/v1/rollouts", enqueue, methods=["POST"]),
+    Route("/api/v1/rollouts", list_rollouts, methods=["GET"]),
+    Route("/api/v1/rollouts/wait", wait_rollouts, methods=["POST"]),
+    Route("/api/v1/rollouts/{rollout_id}", get_rollout, methods=["GET"]),
+    Route("/api/v1/rollouts/{rollout_id}/cancel", cancel_rollout, methods=["POST"]),
+    Route("/api/v1/rollouts/{rollout_id}/attempts", list_attempts, methods=["GET"]),
+    Route("/api/v1/claims", claim, methods=["POST"]),
+    Route("/api/v1/attempts/{attempt_id}", get_attempt, methods=["GET"]),
+    Route("/api/v1/attempts/{attempt_id}/heartbeat", heartbeat, methods=["POST"]),
+    Route("/api/v1/attempts/{attempt_id}/complete", complete, methods=["POST"]),
+    Route("/api/v1/resources/{experiment}", get_resources, methods=["GET"]),
+    Route("/api/v1/resources/{experiment}", publish_resources, methods=["POST"]),
+    Route("/api/v1/resources/{experiment}/versions", list_resource_versions, methods=["GET"]),
+]
