@@ -89,6 +89,25 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from otel_lightning.client.export import export_rollouts
+    from otel_lightning.client.lightning import connect
+    from otel_lightning.types import RolloutStatus
+
+    statuses = tuple(RolloutStatus(s) for s in (args.status or ["succeeded"]))
+    with connect(args.server, experiment=args.experiment, api_token=args.api_token) as lightning:
+        count = export_rollouts(
+            lightning,
+            args.out,
+            args.format,
+            resource_version=args.resource_version,
+            statuses=statuses,
+            min_reward=args.min_reward,
+        )
+    print(f"{count} records written to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="otel-lightning", description=__doc__)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -115,6 +134,22 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--claim-wait-s", type=float, default=10.0, help="long-poll wait of one claim")
     worker.add_argument("--api-token", default=None)
     worker.set_defaults(func=_worker)
+
+    export = sub.add_parser("export", help="write trajectories as training data (JSONL or Parquet)")
+    export.add_argument("--server", default=None, help="server URL (default: $OTEL_LIGHTNING_SERVER)")
+    export.add_argument("--format", required=True, choices=["sft", "triplets", "parquet"])
+    export.add_argument("--out", required=True, help="output file")
+    export.add_argument("--experiment", default="default")
+    export.add_argument("--resource-version", type=int, default=None)
+    export.add_argument(
+        "--status",
+        action="append",
+        choices=["succeeded", "failed", "cancelled"],
+        help="rollout statuses to include (repeatable; default: succeeded)",
+    )
+    export.add_argument("--min-reward", type=float, default=None)
+    export.add_argument("--api-token", default=None)
+    export.set_defaults(func=_export)
     return parser
 
 

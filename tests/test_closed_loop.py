@@ -4,10 +4,13 @@ whose agent uses the real openai client against a scripted OpenAI-compatible ser
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from otel_lightning import connect
@@ -42,9 +45,21 @@ def scripted_llm() -> Iterator[ScriptedLLM]:
 def start_workers(url: str, count: int, concurrency: int) -> list[subprocess.Popen[bytes]]:
     return [
         subprocess.Popen(
-            [sys.executable, "-m", "otel_lightning.cli", "--log-level", "WARNING", "worker",
-             "tests.agents.classify:classify", "--server", url, "--concurrency", str(concurrency),
-             "--claim-wait-s", "2"],
+            [
+                sys.executable,
+                "-m",
+                "otel_lightning.cli",
+                "--log-level",
+                "WARNING",
+                "worker",
+                "tests.agents.classify:classify",
+                "--server",
+                url,
+                "--concurrency",
+                str(concurrency),
+                "--claim-wait-s",
+                "2",
+            ],
             cwd=REPO,
             env=child_env(),
         )
@@ -62,11 +77,14 @@ def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
 def run_two_versions(lightning: Lightning, llm: ScriptedLLM) -> dict[int, list[str]]:
     """Publish v1, run 40 tasks, publish v2, run 40 more; rollout ids by version."""
     endpoint = LLMEndpoint(base_url=llm.base_url, model="scripted")
-    v1 = lightning.publish({"prompt": PromptTemplate(V1), "llm": endpoint, "sampling": SamplingParams(0.0)},
-                           expected_version=0)
+    v1 = lightning.publish(
+        {"prompt": PromptTemplate(V1), "llm": endpoint, "sampling": SamplingParams(0.0)}, expected_version=0
+    )
     first = lightning.run(tasks(40, 0), timeout_s=120)
-    v2 = lightning.publish({"prompt": PromptTemplate(V2), "llm": endpoint, "sampling": SamplingParams(0.0)},
-                           expected_version=v1.version)
+    v2 = lightning.publish(
+        {"prompt": PromptTemplate(V2), "llm": endpoint, "sampling": SamplingParams(0.0)},
+        expected_version=v1.version,
+    )
     second = lightning.run(tasks(40, 40), timeout_s=120)
     assert (v1.version, v2.version) == (1, 2)
     return {1: [r.rollout_id for r in first], 2: [r.rollout_id for r in second]}
@@ -111,7 +129,52 @@ def check_loop(lightning: Lightning, by_version: dict[int, list[str]]) -> None:
     assert total_reported == 240
 
 
-def test_closed_loop_with_real_processes(server_process: ServerProcess, scripted_llm: ScriptedLLM) -> None:
+def check_exports(lightning: Lightning, url: str, tmp_path: Path, v2_ids: list[str]) -> None:
+    """`otel-lightning export` writes what the trajectories hold, readable by json and pyarrow."""
+    for fmt in ("sft", "parquet"):
+        out = tmp_path / f"v2.{fmt}"
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "otel_lightning.cli",
+                "export",
+                "--server",
+                url,
+                "--format",
+                fmt,
+                "--out",
+                str(out),
+                "--resource-version",
+                "2",
+                "--min-reward",
+                "1",
+            ],
+            cwd=REPO,
+            env=child_env(),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        if fmt == "sft":
+            records = [json.loads(line) for line in out.read_text().splitlines()]
+        else:
+            records = pq.read_table(out).to_pylist()
+        assert len(records) == 40
+    trajectories = {r: lightning.trajectory(r) for r in v2_ids}
+    by_rollout = {row["rollout_id"]: row for row in pq.read_table(tmp_path / "v2.parquet").to_pylist()}
+    for rollout_id, trajectory in trajectories.items():
+        row, call = by_rollout[rollout_id], trajectory.steps[0].llm_call
+        assert row["response"] == call.completion
+        assert row["prompt"] == [{"role": m.role, "content": m.content} for m in call.input_messages]
+        assert row["reward"] == trajectory.steps[0].reward == 1.0
+    sft = [json.loads(line) for line in (tmp_path / "v2.sft").read_text().splitlines()]
+    assert {line["messages"][-1]["content"] for line in sft} == {"positive", "negative"}
+
+
+def test_closed_loop_with_real_processes(
+    server_process: ServerProcess, scripted_llm: ScriptedLLM, tmp_path: Path
+) -> None:
     workers = start_workers(server_process.url, count=2, concurrency=4)
     try:
         with connect(server_process.url) as lightning:
@@ -123,6 +186,7 @@ def test_closed_loop_with_real_processes(server_process: ServerProcess, scripted
             assert len(scripted_llm.requests) == 80
             workers_seen = {lightning.attempts(r)[0].worker_id for ids in by_version.values() for r in ids}
             assert len(workers_seen) == 2, "both worker processes took rollouts"
+            check_exports(lightning, server_process.url, tmp_path, by_version[2])
     finally:
         stop_workers(workers)
 
@@ -132,7 +196,11 @@ def test_closed_loop_embedded() -> None:
     ``instrument()`` sets this process's global tracer provider)."""
     result = subprocess.run(
         [sys.executable, "-m", "tests.scenarios.embedded_loop"],
-        cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=240,
+        cwd=REPO,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "embedded loop ok" in result.stdout
