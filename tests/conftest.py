@@ -52,8 +52,19 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> ServerProcess:
-        cmd = [sys.executable, "-m", "otel_lightning.cli", "--log-level", "WARNING", "serve", "--db", str(self.db),
-               "--port", str(self.port), *self.extra_args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "otel_lightning.cli",
+            "--log-level",
+            "WARNING",
+            "serve",
+            "--db",
+            str(self.db),
+            "--port",
+            str(self.port),
+            *self.extra_args,
+        ]
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=child_env())
         wait_healthy(self.url, proc=self.proc)
         return self

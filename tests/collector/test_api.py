@@ -29,7 +29,9 @@ def enqueue(client: TestClient, *tasks: dict) -> list[dict]:
 
 
 def claim(client: TestClient, request_id: str = "r1", wait_s: float = 0) -> dict | None:
-    response = client.post("/api/v1/claims", json={"worker_id": "w", "request_id": request_id, "wait_s": wait_s})
+    response = client.post(
+        "/api/v1/claims", json={"worker_id": "w", "request_id": request_id, "wait_s": wait_s}
+    )
     assert response.status_code in (200, 204), response.text
     return response.json() if response.status_code == 200 else None
 
@@ -38,8 +40,12 @@ def test_health_and_openapi_cover_every_route(client: TestClient) -> None:
     assert client.get("/api/v1/health").json()["status"] == "ok"
     document = client.get("/api/v1/openapi.json").json()
     assert document["openapi"].startswith("3.1")
-    routes = {(route.path, method.lower()) for route in client.app.routes  # type: ignore[attr-defined]
-              for method in (route.methods or ()) if route.path.startswith("/api/") and method != "HEAD"}
+    routes = {
+        (route.path, method.lower())
+        for route in client.app.routes  # type: ignore[attr-defined]
+        for method in (route.methods or ())
+        if route.path.startswith("/api/") and method != "HEAD"
+    }
     documented = {(path, method) for path, ops in PATHS.items() for method in ops}
     assert routes == documented
 
@@ -61,8 +67,10 @@ def test_claim_heartbeat_complete_and_fencing(client: TestClient) -> None:
     beat = client.post(f"/api/v1/attempts/{attempt_id}/heartbeat", json={"lease_s": 60})
     assert beat.status_code == 200
     assert beat.json()["lease_expires_ns"] > got["attempt"]["lease_expires_ns"]
-    done = client.post(f"/api/v1/attempts/{attempt_id}/complete",
-                       json={"status": "succeeded", "reward": 0.5, "span_count": 0})
+    done = client.post(
+        f"/api/v1/attempts/{attempt_id}/complete",
+        json={"status": "succeeded", "reward": 0.5, "span_count": 0},
+    )
     assert done.status_code == 200 and done.json()["status"] == "succeeded"
     rollout = client.get("/api/v1/rollouts/r-1").json()
     assert rollout["status"] == "succeeded" and rollout["reward"] == 0.5
@@ -116,7 +124,10 @@ def test_wait_long_poll(client: TestClient) -> None:
 
 def test_resources_publish_compare_and_swap(client: TestClient) -> None:
     assert client.get("/api/v1/resources/exp").json()["version"] == 0
-    body = {"resources": {"prompt": {"kind": "prompt_template", "template": "Hi {name}"}}, "expected_version": 0}
+    body = {
+        "resources": {"prompt": {"kind": "prompt_template", "template": "Hi {name}"}},
+        "expected_version": 0,
+    }
     first = client.post("/api/v1/resources/exp", json=body)
     assert first.status_code == 201 and first.json()["version"] == 1
     conflict = client.post("/api/v1/resources/exp", json=body)
@@ -124,9 +135,9 @@ def test_resources_publish_compare_and_swap(client: TestClient) -> None:
     body["expected_version"] = 1
     body["resources"]["prompt"]["template"] = "Hello {name}"
     assert client.post("/api/v1/resources/exp", json=body).json()["version"] == 2
-    assert client.get("/api/v1/resources/exp", params={"version": 1}).json()["resources"]["prompt"]["template"] == (
-        "Hi {name}"
-    )
+    assert client.get("/api/v1/resources/exp", params={"version": 1}).json()["resources"]["prompt"][
+        "template"
+    ] == ("Hi {name}")
     assert client.get("/api/v1/resources/exp").json()["version"] == 2
     assert [v["version"] for v in client.get("/api/v1/resources/exp/versions").json()["versions"]] == [1, 2]
     assert client.get("/api/v1/resources/exp", params={"version": 9}).status_code == 404
@@ -144,7 +155,12 @@ def test_resources_publish_compare_and_swap(client: TestClient) -> None:
         ("post", "/api/v1/claims", {"worker_id": "w", "lease_s": -1}, 400),
         ("post", "/api/v1/attempts/nope/complete", {"status": "succeeded"}, 404),
         ("post", "/api/v1/attempts/nope/complete", {"status": "running"}, 400),
-        ("post", "/api/v1/resources/e", {"resources": {"p": {"kind": "prompt_template", "template": "{"}}}, 400),
+        (
+            "post",
+            "/api/v1/resources/e",
+            {"resources": {"p": {"kind": "prompt_template", "template": "{"}}},
+            400,
+        ),
         ("post", "/api/v1/resources/e", {"resources": {"p": {"kind": "nope"}}}, 400),
         ("post", "/api/v1/resources/e", {"resources": {"p": {"kind": "sampling", "temperature": 9}}}, 400),
         ("get", "/api/v1/rollouts/missing", None, 404),
@@ -153,8 +169,9 @@ def test_resources_publish_compare_and_swap(client: TestClient) -> None:
         ("get", "/api/v1/nothing-here", None, 404),
     ],
 )
-def test_bad_input_gets_a_problem_document(client: TestClient, method: str, path: str, body: object,
-                                           status: int) -> None:
+def test_bad_input_gets_a_problem_document(
+    client: TestClient, method: str, path: str, body: object, status: int
+) -> None:
     response = client.request(method, path, json=body)
     assert response.status_code == status, response.text
     problem = response.json()
@@ -163,7 +180,9 @@ def test_bad_input_gets_a_problem_document(client: TestClient, method: str, path
 
 
 def test_invalid_json_body_is_a_400_and_nothing_is_written(client: TestClient) -> None:
-    response = client.post("/api/v1/rollouts", content=b"{not json", headers={"content-type": "application/json"})
+    response = client.post(
+        "/api/v1/rollouts", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400
     partly_bad = {"tasks": [{"input": 1, "rollout_id": "good"}, {"input": 2, "max_attempts": "x"}]}
     assert client.post("/api/v1/rollouts", json=partly_bad).status_code == 400

@@ -35,8 +35,12 @@ def trace_request(n: int, attempt_id: str = "a1", trace_byte: int = 1) -> Export
     scope_spans = request.resource_spans.add().scope_spans.add()
     for i in range(n):
         span = scope_spans.spans.add(
-            trace_id=bytes([trace_byte]) * 16, span_id=(i + 1).to_bytes(8, "big"), name=f"span-{i}",
-            kind=Span.SPAN_KIND_CLIENT, start_time_unix_nano=1_000 + i, end_time_unix_nano=2_000 + i,
+            trace_id=bytes([trace_byte]) * 16,
+            span_id=(i + 1).to_bytes(8, "big"),
+            name=f"span-{i}",
+            kind=Span.SPAN_KIND_CLIENT,
+            start_time_unix_nano=1_000 + i,
+            end_time_unix_nano=2_000 + i,
         )
         span.attributes.append(KeyValue(key=semconv.ATTEMPT_ID, value=AnyValue(string_value=attempt_id)))
         span.attributes.append(KeyValue(key=semconv.ROLLOUT_ID, value=AnyValue(string_value="r1")))
@@ -74,12 +78,28 @@ def test_protobuf_request_is_stored_before_the_answer(client: TestClient, store:
 
 
 def test_json_request_answers_json(client: TestClient, store: SQLiteStore) -> None:
-    body = {"resourceSpans": [{"scopeSpans": [{"spans": [{
-        "traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331", "name": "json-span",
-        "kind": 3, "startTimeUnixNano": "1000", "endTimeUnixNano": 2000,
-        "attributes": [{"key": semconv.ATTEMPT_ID, "value": {"stringValue": "a1"}}],
-        "someFutureField": {"ignored": True},
-    }]}]}]}
+    body = {
+        "resourceSpans": [
+            {
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            {
+                                "traceId": "0af7651916cd43dd8448eb211c80319c",
+                                "spanId": "b7ad6b7169203331",
+                                "name": "json-span",
+                                "kind": 3,
+                                "startTimeUnixNano": "1000",
+                                "endTimeUnixNano": 2000,
+                                "attributes": [{"key": semconv.ATTEMPT_ID, "value": {"stringValue": "a1"}}],
+                                "someFutureField": {"ignored": True},
+                            }
+                        ]
+                    }
+                ]
+            }
+        ]
+    }
     response = client.post("/v1/traces", json=body)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
@@ -121,15 +141,21 @@ def test_unknown_content_type_is_415_and_garbage_is_400(client: TestClient, stor
     assert unknown_encoding.status_code == 415
     garbage = client.post("/v1/traces", content=b"\xff\xff\xff\xff", headers=PROTOBUF)
     assert garbage.status_code == 400
-    assert client.post("/v1/traces", content=b"[1, 2", headers={"content-type": "application/json"}).status_code == 400
+    assert (
+        client.post("/v1/traces", content=b"[1, 2", headers={"content-type": "application/json"}).status_code
+        == 400
+    )
     assert stored(store) == []
 
 
 def test_logs_are_stored_and_metrics_accepted(client: TestClient, store: SQLiteStore) -> None:
     request = ExportLogsServiceRequest()
     record = request.resource_logs.add().scope_logs.add().log_records.add()
-    record.CopyFrom(ProtoLogRecord(time_unix_nano=5, trace_id=b"\x01" * 16, span_id=b"\x02" * 8,
-                                   body=AnyValue(string_value="hello")))
+    record.CopyFrom(
+        ProtoLogRecord(
+            time_unix_nano=5, trace_id=b"\x01" * 16, span_id=b"\x02" * 8, body=AnyValue(string_value="hello")
+        )
+    )
     response = client.post("/v1/logs", content=request.SerializeToString(), headers=PROTOBUF)
     assert response.status_code == 200
     logs = store.get_logs(SpanQuery(trace_id="01" * 16))
@@ -154,12 +180,18 @@ def test_full_ingest_queue_answers_503_with_retry_after() -> None:
     settings = ServerSettings.resolve(env={}, db=":memory:", ingest_queue_spans=10)
     with TestClient(create_app(store, settings, close_store=True)) as client:
         first: list[int] = []
-        thread = threading.Thread(target=lambda: first.append(
-            client.post("/v1/traces", content=trace_request(10).SerializeToString(), headers=PROTOBUF).status_code))
+        thread = threading.Thread(
+            target=lambda: first.append(
+                client.post(
+                    "/v1/traces", content=trace_request(10).SerializeToString(), headers=PROTOBUF
+                ).status_code
+            )
+        )
         thread.start()
         time.sleep(0.3)
-        refused = client.post("/v1/traces", content=trace_request(5, trace_byte=2).SerializeToString(),
-                              headers=PROTOBUF)
+        refused = client.post(
+            "/v1/traces", content=trace_request(5, trace_byte=2).SerializeToString(), headers=PROTOBUF
+        )
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == "1"
         store.release.set()
