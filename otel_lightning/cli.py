@@ -150,6 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--min-reward", type=float, default=None)
     export.add_argument("--api-token", default=None)
     export.set_defaults(func=_export)
+
+    from otel_lightning.llm.serve import add_serve_arguments, main_serve  # light: does not import llama_cpp
+
+    llm = sub.add_parser("llm", help="local LLM servers (needs the llm extra)")
+    llm_sub = llm.add_subparsers(dest="llm_command", required=True)
+    llm_serve = llm_sub.add_parser(
+        "serve", help="serve a GGUF model (default: the packaged SmolLM2) on N OpenAI-compatible endpoints"
+    )
+    add_serve_arguments(llm_serve)
+    llm_serve.set_defaults(func=main_serve)
     return parser
 
 

@@ -13,6 +13,7 @@ Every error derives from :class:`OtelLightningError`, so ``except OtelLightningE
     ├── ConflictError          an expected resource version did not match (HTTP 409)
     ├── StaleAttemptError      a call from an attempt that is no longer current (HTTP 409)
     ├── OverloadedError        the server's ingest queue is full; retry later (HTTP 503)
+    ├── LLMServerError         a local LLM server process failed to start or died
     └── ApiError               the server answered with an error this client does not know
 
 The server maps each error to a JSON problem document (RFC 9457) whose ``type`` is the error's ``code``;
@@ -97,6 +98,12 @@ class OverloadedError(OtelLightningError):
 
     code = "overloaded"
     http_status = 503
+
+
+class LLMServerError(OtelLightningError):
+    """A local LLM server process (otel_lightning.llm) failed to start or died."""
+
+    code = "llm-server"
 
 
 class ApiError(OtelLightningError):
