@@ -110,6 +110,9 @@ OI_INVOCATION_PARAMETERS = "llm.invocation_parameters"
 OI_TOKEN_COUNT_PROMPT = "llm.token_count.prompt"
 OI_TOKEN_COUNT_COMPLETION = "llm.token_count.completion"
 
+EVENT_NAME = "event.name"
+"""Older carrier of a log record's event name (the proto field ``event_name`` is preferred)."""
+
 # --- Service identity (standard resource attribute) ------------------------------------------------------
 
 SERVICE_NAME = "service.name"
