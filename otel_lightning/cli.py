@@ -66,6 +66,11 @@ def _worker(args: argparse.Namespace) -> int:
     from otel_lightning.client.worker import Worker
 
     agent = load_agent(args.agent)
+    instrumentation = None
+    if args.capture_token_ids:
+        from otel_lightning.instrumentation.setup import instrument
+
+        instrumentation = instrument(args.server, api_token=args.api_token, capture_token_ids=True)
     worker = Worker(
         agent,
         args.server,
@@ -74,6 +79,7 @@ def _worker(args: argparse.Namespace) -> int:
         worker_id=args.worker_id,
         api_token=args.api_token,
         claim_wait_s=args.claim_wait_s,
+        instrumentation=instrumentation,
     )
 
     def _stop(signum: int, frame: Any) -> None:
@@ -108,6 +114,12 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from otel_lightning.demo.main import main as demo_main
+
+    return demo_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="otel-lightning", description=__doc__)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -133,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--claim-wait-s", type=float, default=10.0, help="long-poll wait of one claim")
     worker.add_argument("--api-token", default=None)
+    worker.add_argument(
+        "--capture-token-ids",
+        action="store_true",
+        help="record prompt/completion token ids and logprobs the model server returns",
+    )
     worker.set_defaults(func=_worker)
 
     export = sub.add_parser("export", help="write trajectories as training data (JSONL or Parquet)")
@@ -160,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_serve_arguments(llm_serve)
     llm_serve.set_defaults(func=main_serve)
+
+    demo = sub.add_parser("demo", help="the main job: optimize a bundled agent on the local SmolLM2, offline")
+    demo.add_argument("--out", default="demo-output", help="folder for the database, logs and summary")
+    demo.add_argument(
+        "--llm-processes", type=int, default=2, help="llama.cpp server processes (one per core)"
+    )
+    demo.set_defaults(func=_demo)
     return parser
 
 
