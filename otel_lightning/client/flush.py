@@ -30,7 +30,7 @@ class FlushGroup:
     async def _after(self, previous: asyncio.Task[bool] | None) -> bool:
         if previous is not None:
             await asyncio.wait([previous])
-        self._running, self._next = asyncio.current_task(), None  # type: ignore[assignment]
+        self._running, self._next = asyncio.current_task(), None
         try:
             return await asyncio.to_thread(self._flush)
         finally:

@@ -60,7 +60,7 @@ def create_app(
     app = Starlette(
         routes=[*otlp_routes.ROUTES, *api_routes.ROUTES, *views.ROUTES, *openapi.ROUTES],
         middleware=middleware,
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     app.state.store = store
