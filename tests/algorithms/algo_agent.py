@@ -55,9 +55,18 @@ def agent(task: dict[str, Any], resources: ResourceVersion) -> float:
     workflow = resources.resources.get("workflow")
     if isinstance(workflow, WorkflowConfig):
         prompt = f"Steps: {','.join(workflow.value.get('steps', []))}\n{prompt}"
+    messages: list[dict[str, str]] = []
+    demos = resources.resources.get("demos")
+    if isinstance(demos, WorkflowConfig):  # demonstrations replayed as earlier chat turns
+        for demo in demos.value.get("demos", []):
+            messages += [
+                {"role": "user", "content": demo["input"]},
+                {"role": "assistant", "content": demo["output"]},
+            ]
+    messages.append({"role": "user", "content": prompt})
     reply = _client(endpoint.base_url).chat.completions.create(
         model=endpoint.model,
-        messages=[{"role": "user", "content": prompt}],
+        messages=messages,  # type: ignore[arg-type]
         **resources.sampling().as_openai_kwargs(),
     )
     answer = (reply.choices[0].message.content or "").strip()
@@ -81,7 +90,12 @@ def task_handler(request: dict[str, Any]) -> str:
             needs.add("verify")
         answer = label if needs <= steps else "unsure"
     else:
-        told = "carefully" in prompt.lower() or f"Output: {label}" in prompt.rsplit("Text: ", 1)[0]
+        shown = {m.get("content") for m in request["messages"][:-1] if m.get("role") == "assistant"}
+        told = (
+            "carefully" in prompt.lower()
+            or f"Output: {label}" in prompt.rsplit("Text: ", 1)[0]
+            or label in shown
+        )
         plain = "good" in text.lower() or "bad" in text.lower()
         answer = label if told or plain else "unsure"
     temperature = float(request.get("temperature") or 0.0)

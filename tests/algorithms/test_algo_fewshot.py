@@ -6,8 +6,9 @@ import pytest
 
 from otel_lightning.algorithms import BootstrapFewShot, ProgressEvent, ProgressKind
 from otel_lightning.exceptions import ResourceError, ValidationError
+from otel_lightning.resources import WorkflowConfig
 from otel_lightning.spans.llm import LLMCall
-from tests.algorithms.algo_agent import DEFAULT_TEMPLATE, mixed
+from tests.algorithms.algo_agent import DEFAULT_TEMPLATE, HARD, mixed, tasks
 from tests.algorithms.algo_checks import check_result, run_rollouts
 from tests.algorithms.conftest import AlgoEnv
 
@@ -101,3 +102,33 @@ def test_fewshot_needs_a_seed_prompt(algo_env: AlgoEnv) -> None:
     lightning.publish({"llm": algo_env.endpoint})
     with pytest.raises(ResourceError, match="no resource 'prompt'"):
         BootstrapFewShot(name="y", train=mixed(2), val=mixed(2)).run(lightning)
+
+
+def test_fewshot_labeled_chat_turn_demos_when_the_seed_never_succeeds(algo_env: AlgoEnv) -> None:
+    """A seed that gets nothing right gives no bootstrapped demos: labelled train items fill the pool, and the
+    demos go into a config resource that the agent replays as chat turns."""
+    lightning = algo_env.seeded("fewshot-labeled")
+    train, val = tasks(HARD, 0, 8), tasks(HARD, 100, 8)
+    algo = BootstrapFewShot(
+        name="labeled",
+        train=train,
+        val=val,
+        k=2,
+        num_candidates=4,
+        demos_resource="demos",
+        label_field="label",
+    )
+    result = algo.run(lightning)
+    check_result(lightning, result, "bootstrap_fewshot", val_items=8)
+    assert result.baseline_score.mean == 0.0
+    assert result.best_score.mean == 1.0
+    best = lightning.resources(result.best_version)
+    assert best.prompt("prompt").template == DEFAULT_TEMPLATE, "the template is left alone"
+    demos = best["demos"]
+    assert isinstance(demos, WorkflowConfig)
+    turns = demos.value["demos"]
+    assert {t["output"] for t in turns} == {"positive", "negative"}
+    for turn in turns:
+        item = next(t for t in train if DEFAULT_TEMPLATE.format(text=t["text"]) == turn["input"])
+        assert turn["output"] == item["label"]
+    assert all(all(c.info["labeled"]) for c in result.history if c.id != "seed")
