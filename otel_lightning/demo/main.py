@@ -119,7 +119,8 @@ def _table(result: DemoResult) -> str:
     def row(name: str, version: int, score: Score) -> str:
         return (
             f"  {name:<10} v{version:<4} {100 * score.mean:6.1f}%   "
-            f"[{100 * score.ci_low:5.1f}, {100 * score.ci_high:5.1f}]   n={score.n}  failures={score.failures}"
+            f"[{100 * score.ci_low:5.1f}, {100 * score.ci_high:5.1f}]   "
+            f"n={score.n}  failures={score.failures}"
         )
 
     return "\n".join(
@@ -143,18 +144,20 @@ def main(args: argparse.Namespace) -> int:
     for stale in out.glob("demo.db*"):
         stale.unlink()
     bar = _progress_bar()
-    with LocalLLMPool(
-        LocalModel(smollm2_path()), processes=args.llm_processes, log_dir=out / "llm-logs"
-    ) as pool:
-        with serve(db, experiment="demo") as lightning:
-            worker = Worker(extract_order_id, lightning.url, concurrency=args.llm_processes, claim_wait_s=1)
-            thread = threading.Thread(target=worker.run, name="demo-worker", daemon=True)
-            thread.start()
-            try:
-                result = optimize(lightning, pool.endpoints, run="demo", progress=bar)
-            finally:
-                worker.stop()
-                thread.join(60)
+    with (
+        LocalLLMPool(
+            LocalModel(smollm2_path()), processes=args.llm_processes, log_dir=out / "llm-logs"
+        ) as pool,
+        serve(db, experiment="demo") as lightning,
+    ):
+        worker = Worker(extract_order_id, lightning.url, concurrency=args.llm_processes, claim_wait_s=1)
+        thread = threading.Thread(target=worker.run, name="demo-worker", daemon=True)
+        thread.start()
+        try:
+            result = optimize(lightning, pool.endpoints, run="demo", progress=bar)
+        finally:
+            worker.stop()
+            thread.join(60)
     (out / "summary.json").write_text(json.dumps(result.to_json(), indent=2))
     print(_table(result))
     print(
