@@ -1,6 +1,7 @@
 """OTLP ingest into a real server process, durable: spans/s for 100-span requests of realistic LLM spans.
 
-Starts `otel-lightning serve` on a free port with a SQLite file, then posts pre-built protobuf requests (unique
+Starts `otel-lightning serve` on a free port with a SQLite file, then posts pre-built protobuf requests
+(unique
 ids, ~3.4 KiB spans) from several concurrent connections. A 200 means the spans are committed, so the rate
 is the durable rate. Prints a table and writes bench/results/ingest.json.
 
@@ -23,7 +24,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._fixtures import llm_span_request  # noqa: E402
+from bench._fixtures import llm_span_request
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -35,8 +36,20 @@ def free_port() -> int:
 
 
 def start_server(db: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "otel_lightning.cli", "--log-level", "WARNING", "serve",
-                             "--db", str(db), "--port", str(port)])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "otel_lightning.cli",
+            "--log-level",
+            "WARNING",
+            "serve",
+            "--db",
+            str(db),
+            "--port",
+            str(port),
+        ]
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -59,7 +72,9 @@ async def post_all(url: str, bodies: list[bytes], connections: int) -> tuple[flo
         while not queue.empty():
             body = queue.get_nowait()
             while True:
-                response = await client.post(url, content=body, headers={"content-type": "application/x-protobuf"})
+                response = await client.post(
+                    url, content=body, headers={"content-type": "application/x-protobuf"}
+                )
                 if response.status_code == 200:
                     break
                 if response.status_code != 503:
@@ -87,9 +102,16 @@ def main() -> None:
         server = start_server(db, port)
         try:
             # Warm up with separate ids, then measure.
-            asyncio.run(post_all(f"http://127.0.0.1:{port}/v1/traces",
-                                 [llm_span_request(args.batch, seed=10**6 + i) for i in range(20)], 4))
-            elapsed, retries = asyncio.run(post_all(f"http://127.0.0.1:{port}/v1/traces", bodies, args.connections))
+            asyncio.run(
+                post_all(
+                    f"http://127.0.0.1:{port}/v1/traces",
+                    [llm_span_request(args.batch, seed=10**6 + i) for i in range(20)],
+                    4,
+                )
+            )
+            elapsed, retries = asyncio.run(
+                post_all(f"http://127.0.0.1:{port}/v1/traces", bodies, args.connections)
+            )
         finally:
             server.terminate()
             server.wait(30)
@@ -109,8 +131,10 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "ingest.json").write_text(json.dumps(result, indent=2))
     print(f"{'spans':>8} {'batch':>6} {'conns':>6} {'seconds':>8} {'spans/s':>9} {'stored':>8} {'503s':>5}")
-    print(f"{spans:>8} {args.batch:>6} {args.connections:>6} {elapsed:>8.2f} {spans / elapsed:>9.0f} "
-          f"{stored:>8} {retries:>5}")
+    print(
+        f"{spans:>8} {args.batch:>6} {args.connections:>6} {elapsed:>8.2f} {spans / elapsed:>9.0f} "
+        f"{stored:>8} {retries:>5}"
+    )
 
 
 if __name__ == "__main__":

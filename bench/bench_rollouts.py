@@ -26,12 +26,12 @@ from typing import Any
 from opentelemetry import trace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.bench_ingest import free_port, start_server  # noqa: E402
-from otel_lightning import Worker, connect  # noqa: E402
-from otel_lightning.client import calls  # noqa: E402
-from otel_lightning.client.http import ApiClient  # noqa: E402
-from otel_lightning.config import ClientSettings  # noqa: E402
-from otel_lightning.types import AttemptStatus, Outcome, RolloutStatus  # noqa: E402
+from bench.bench_ingest import free_port, start_server
+from otel_lightning import Worker, connect
+from otel_lightning.client import calls
+from otel_lightning.client.http import ApiClient
+from otel_lightning.config import ClientSettings
+from otel_lightning.types import AttemptStatus, Outcome, RolloutStatus
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -54,8 +54,12 @@ def throughput(url: str, rollouts: int, concurrency: int) -> dict[str, Any]:
         final = lightning.wait(ids, timeout_s=120)
     assert stats.succeeded == rollouts, stats
     assert all(r.status is RolloutStatus.SUCCEEDED for r in final)
-    return {"rollouts": rollouts, "concurrency": concurrency, "seconds": round(elapsed, 3),
-            "rollouts_per_s": round(rollouts / elapsed, 1)}
+    return {
+        "rollouts": rollouts,
+        "concurrency": concurrency,
+        "seconds": round(elapsed, 3),
+        "rollouts_per_s": round(rollouts / elapsed, 1),
+    }
 
 
 def claim_latency(url: str, claims: int, threads: int) -> dict[str, Any]:
@@ -84,8 +88,12 @@ def claim_latency(url: str, claims: int, threads: int) -> dict[str, Any]:
     for t in workers:
         t.join()
     q = statistics.quantiles(latencies, n=100)
-    return {"claims": len(latencies), "threads": threads, "p50_ms": round(q[49] * 1000, 2),
-            "p99_ms": round(q[98] * 1000, 2)}
+    return {
+        "claims": len(latencies),
+        "threads": threads,
+        "p50_ms": round(q[49] * 1000, 2),
+        "p99_ms": round(q[98] * 1000, 2),
+    }
 
 
 def main() -> None:
@@ -112,10 +120,14 @@ def main() -> None:
     result = {"throughput": tput, "claim_latency": latency}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "rollouts.json").write_text(json.dumps(result, indent=2))
-    print(f"{'rollouts':>8} {'conc':>5} {'seconds':>8} {'rollouts/s':>10} {'spans':>8} | "
-          f"{'claims':>6} {'p50 ms':>7} {'p99 ms':>7}")
-    print(f"{tput['rollouts']:>8} {tput['concurrency']:>5} {tput['seconds']:>8} {tput['rollouts_per_s']:>10} "
-          f"{spans:>8} | {latency['claims']:>6} {latency['p50_ms']:>7} {latency['p99_ms']:>7}")
+    print(
+        f"{'rollouts':>8} {'conc':>5} {'seconds':>8} {'rollouts/s':>10} {'spans':>8} | "
+        f"{'claims':>6} {'p50 ms':>7} {'p99 ms':>7}"
+    )
+    print(
+        f"{tput['rollouts']:>8} {tput['concurrency']:>5} {tput['seconds']:>8} {tput['rollouts_per_s']:>10} "
+        f"{spans:>8} | {latency['claims']:>6} {latency['p50_ms']:>7} {latency['p99_ms']:>7}"
+    )
 
 
 if __name__ == "__main__":
