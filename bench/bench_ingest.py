@@ -1,9 +1,8 @@
 """OTLP ingest into a real server process, durable: spans/s for 100-span requests of realistic LLM spans.
 
 Starts `otel-lightning serve` on a free port with a SQLite file, then posts pre-built protobuf requests
-(unique
-ids, ~3.4 KiB spans) from several concurrent connections. A 200 means the spans are committed, so the rate
-is the durable rate. Prints a table and writes bench/results/ingest.json.
+(unique ids, ~3.4 KiB spans) from several concurrent connections. A 200 means the spans are committed, so
+the rate is the durable rate. Prints a table and writes bench/results/ingest.json.
 
     python bench/bench_ingest.py [--spans 200000] [--batch 100] [--connections 8]
 """
