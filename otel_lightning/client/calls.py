@@ -94,12 +94,18 @@ def list_attempts(rollout_id: str) -> Call[list[Attempt]]:
     )
 
 
-def wait(rollout_ids: Sequence[str], timeout_s: float) -> Call[tuple[bool, list[Rollout]]]:
+def wait(
+    rollout_ids: Sequence[str], timeout_s: float, complete: bool = False
+) -> Call[tuple[bool, list[Rollout], set[str]]]:
+    """Long-poll until the rollouts are done: (all done, their records, the ids not done yet)."""
+    body: dict[str, Any] = {"rollout_ids": list(rollout_ids), "timeout_s": timeout_s}
+    if complete:
+        body["complete"] = True
     return Call(
         "POST",
         "/api/v1/rollouts/wait",
-        lambda body: (body["done"], [Rollout.from_json(r) for r in body["rollouts"]]),
-        body={"rollout_ids": list(rollout_ids), "timeout_s": timeout_s},
+        lambda b: (b["done"], [Rollout.from_json(r) for r in b["rollouts"]], set(b["waiting"])),
+        body=body,
         wait_s=timeout_s,
     )
 

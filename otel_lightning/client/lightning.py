@@ -102,15 +102,23 @@ class Lightning:
             tasks.append(task)
         rollouts: list[Rollout] = []
         for start in range(0, len(tasks), batch_size):
-            rollouts += self._client.call(calls.enqueue(tasks[start : start + batch_size]))
+            batch: list[Rollout] = self._client.call(calls.enqueue(tasks[start : start + batch_size]))
+            rollouts.extend(batch)
         return rollouts
 
     def wait(
-        self, rollouts: Iterable[str | Rollout], timeout_s: float | None = None, *, poll_s: float = 30.0
+        self,
+        rollouts: Iterable[str | Rollout],
+        timeout_s: float | None = None,
+        *,
+        poll_s: float = 30.0,
+        complete: bool = False,
     ) -> list[Rollout]:
         """Block until every rollout has ended (or ``timeout_s`` passes); their current records, in order.
 
-        Raises TimeoutError, naming how many are unfinished, if the timeout passes first.
+        With ``complete=True`` a rollout also waits for its trace: until the server holds every span its
+        latest attempt reported, or the server's grace period (``completeness_grace_s``) after it ended has
+        passed. Raises TimeoutError, naming how many are unfinished, if the timeout passes first.
         """
         ids = [r.rollout_id if isinstance(r, Rollout) else r for r in rollouts]
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -121,8 +129,9 @@ class Lightning:
             if remaining <= 0:
                 raise TimeoutError(f"{len(pending)} of {len(set(ids))} rollouts have not ended")
             for start in range(0, len(pending), 5000):
-                _, current = self._client.call(calls.wait(pending[start : start + 5000], remaining))
-                final.update({r.rollout_id: r for r in current if r.status.is_final})
+                chunk = pending[start : start + 5000]
+                _, current, waiting = self._client.call(calls.wait(chunk, remaining, complete))
+                final.update({r.rollout_id: r for r in current if r.rollout_id not in waiting})
             pending = [i for i in pending if i not in final]
         return [final[i] for i in ids]
 

@@ -22,10 +22,13 @@ from otel_lightning.collector.notify import Topic
 from otel_lightning.collector.request_io import call_store, read_object, store_of
 from otel_lightning.exceptions import ValidationError
 from otel_lightning.resources import decode_resources
-from otel_lightning.types import Outcome, RolloutFilter, RolloutStatus, Task
+from otel_lightning.store.base import Store
+from otel_lightning.types import Outcome, Rollout, RolloutFilter, RolloutStatus, Task
 
 MAX_BATCH = 10_000
 """Most tasks one enqueue request may carry."""
+_FILL_RECHECK_S = 0.2
+"""How often a wait for complete traces looks again (spans arriving do not wake long-polls)."""
 
 
 def _wait_s(request: Request, body: dict[str, Any], key: str, default: float) -> float:
@@ -62,7 +65,7 @@ async def enqueue(request: Request) -> Response:
 def _check_json(value: Any, where: str) -> None:
     try:
         json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise ValidationError(f"{where} is not JSON-serialisable: {exc}") from None
 
 
@@ -105,22 +108,62 @@ async def list_attempts(request: Request) -> Response:
 
 
 async def wait_rollouts(request: Request) -> Response:
-    """Long-poll until every listed rollout has ended or ``timeout_s`` passes; answers their current state."""
+    """Long-poll until every listed rollout is done or ``timeout_s`` passes; answers their current state.
+
+    A rollout is done when it has ended; with ``complete: true``, when it has also either received every
+    span its latest attempt reported or ended more than ``completeness_grace_s`` ago. ``waiting`` lists the
+    ids that are not done (unknown ids included).
+    """
     body = await read_object(request)
     ids = require(body, "rollout_ids", list, "request")
     if len(ids) > MAX_BATCH or not all(isinstance(i, str) for i in ids):
         raise ValidationError(f"rollout_ids must be a list of at most {MAX_BATCH} strings")
+    complete = optional(body, "complete", bool, "request", False)
     deadline = time.monotonic() + _wait_s(request, body, "timeout_s", 30.0)
     notifier = request.app.state.notifier
+    grace_ns = int(request.app.state.settings.completeness_grace_s * 1e9)
     where = RolloutFilter(rollout_ids=tuple(ids), limit=len(ids) or 1)
+    whole: set[str] = set()  # ended rollouts already known to be done, across rechecks
     while True:
         ticket = notifier.ticket(Topic.ROLLOUTS)
         rollouts = await call_store(request, store_of(request).list_rollouts, where) if ids else []
-        done = len(rollouts) == len(set(ids)) and all(r.status.is_final for r in rollouts)
+        waiting = {r.rollout_id for r in rollouts if not r.status.is_final}
+        waiting |= set(ids) - {r.rollout_id for r in rollouts}
+        filling: list[str] = []
+        if complete:
+            ended = [r for r in rollouts if r.status.is_final and r.rollout_id not in whole]
+            filling = await call_store(request, _fill_in, store_of(request), ended, grace_ns, whole)
         remaining = deadline - time.monotonic()
-        if done or remaining <= 0:
-            return JSONResponse({"done": done, "rollouts": [r.to_json() for r in rollouts]})
-        await notifier.wait(ticket, remaining)
+        if not (waiting or filling) or remaining <= 0:
+            return JSONResponse(
+                {
+                    "done": not (waiting or filling),
+                    "rollouts": [r.to_json() for r in rollouts],
+                    "waiting": sorted(waiting.union(filling)),
+                }
+            )
+        # Spans arriving do not notify: while a trace fills in, look again soon.
+        await notifier.wait(ticket, min(remaining, _FILL_RECHECK_S) if filling else remaining)
+
+
+def _fill_in(store: Store, ended: list[Rollout], grace_ns: int, whole: set[str]) -> list[str]:
+    """Add to ``whole`` the ended rollouts whose trace is complete or past its grace period; the others' ids.
+
+    Runs in a worker thread. A trace is complete when the store holds as many spans of the rollout's latest
+    attempt as its worker reported; an attempt that reported nothing (timed out, cancelled) waits the grace.
+    """
+    now = time.time_ns()
+    filling: list[str] = []
+    for rollout in ended:
+        if rollout.attempt_id is None or now - rollout.updated_ns >= grace_ns:
+            whole.add(rollout.rollout_id)
+            continue
+        expected = store.get_attempt(rollout.attempt_id).span_count
+        if expected is not None and store.count_spans(rollout.attempt_id) >= expected:
+            whole.add(rollout.rollout_id)
+        else:
+            filling.append(rollout.rollout_id)
+    return filling
 
 
 # --- claims and attempts -----------------------------------------------------------------------------------

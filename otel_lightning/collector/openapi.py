@@ -194,6 +194,10 @@ PATHS: dict[str, Any] = {
                 "properties": {
                     "rollout_ids": {"type": "array", "items": {"type": "string"}},
                     "timeout_s": {"type": "number", "minimum": 0},
+                    "complete": {
+                        "type": "boolean",
+                        "description": "Also wait for each trace to be complete (or its grace period).",
+                    },
                 },
             },
         ),

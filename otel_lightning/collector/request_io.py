@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import anyio.to_thread
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from otel_lightning.exceptions import PayloadTooLargeError, ValidationError
 from otel_lightning.store.base import Store
@@ -26,14 +26,19 @@ def store_of(request: Request) -> Store:
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The raw request body; PayloadTooLargeError as soon as it passes ``max_bytes``."""
+    """The raw request body; PayloadTooLargeError as soon as it passes ``max_bytes``, ValidationError if the
+    client goes away before sending all of it."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLargeError(f"request body exceeds {max_bytes} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise PayloadTooLargeError(f"request body exceeds {max_bytes} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # A client killed mid-request: nobody reads the answer, and it is no server error to log.
+        raise ValidationError("the client disconnected before sending the whole body") from None
     return b"".join(chunks)
 
 
@@ -42,7 +47,7 @@ async def read_json(request: Request) -> Any:
     body = await read_body(request, request.app.state.settings.max_body_bytes)
     try:
         return json.loads(body or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # too deeply nested: recursion
         raise ValidationError(f"request body is not valid JSON: {exc}") from None
 
 
