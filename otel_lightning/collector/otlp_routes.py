@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from typing import Any
 
 import anyio.to_thread
@@ -82,7 +83,8 @@ async def _receive(request: Request, signal: str) -> Response:
             await request.app.state.ingest.put(logs=batch.records)
     except OtelLightningError as exc:
         status = exc.http_status if exc.http_status in _RPC_CODES else 400
-        headers = {"Retry-After": "1"} if isinstance(exc, OverloadedError) else None
+        # Jittered, so that refused exporters do not all come back at the same moment.
+        headers = {"Retry-After": str(random.randint(1, 3))} if isinstance(exc, OverloadedError) else None
         if status >= 500:
             logger.warning("OTLP %s request refused: %s", signal, exc)
         return Response(

@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 EXPORT_TIMEOUT_S = 10.0
 """Deadline of one OTLP export request (the exporter retries within it)."""
+EXPORT_PATIENCE_S = 120.0
+"""How long a failed batch is sent again before it is given up (a server restart takes seconds; the
+exporter alone gives up after EXPORT_TIMEOUT_S). The server deduplicates, so a repeat is harmless."""
 MAX_EXPORT_BATCH_SIZE = 512
 DEFAULT_MAX_QUEUE_SIZE = 65_536
 DEFAULT_SCHEDULE_DELAY_MS = 200
@@ -54,20 +57,38 @@ class _Options:
 
 
 class _CountingExporter(SpanExporter):
-    """Wraps the OTLP exporter to count the spans handed to it and those whose batch failed."""
+    """Wraps the OTLP exporter: sends a failed batch again with backoff for up to ``patience_s`` (so spans
+    survive a server restart), and counts the spans handed to it and those whose batch failed for good."""
 
-    def __init__(self, inner: SpanExporter) -> None:
+    def __init__(self, inner: SpanExporter, patience_s: float = EXPORT_PATIENCE_S) -> None:
         self._inner = inner
+        self._patience_s = patience_s
+        self._closing = threading.Event()
         self._lock = threading.Lock()
         self.exported = 0
         self.failed = 0
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+    def _export_once(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
-            result = self._inner.export(spans)
+            return self._inner.export(spans)
         except Exception:
             logger.exception("exporting %d spans failed", len(spans))
-            result = SpanExportResult.FAILURE
+            return SpanExportResult.FAILURE
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        deadline = time.monotonic() + self._patience_s
+        delay = 0.5
+        result = self._export_once(spans)
+        while result is not SpanExportResult.SUCCESS and not self._closing.is_set():
+            if time.monotonic() + delay > deadline:
+                logger.error(
+                    "giving up on %d spans after %.0f s of failed exports", len(spans), self._patience_s
+                )
+                break
+            logger.warning("exporting %d spans failed; sending them again in %.1f s", len(spans), delay)
+            self._closing.wait(delay)
+            delay = min(delay * 2, 8.0)
+            result = self._export_once(spans)
         with self._lock:
             self.exported += len(spans)
             if result is not SpanExportResult.SUCCESS:
@@ -79,6 +100,7 @@ class _CountingExporter(SpanExporter):
             return self.exported, self.failed
 
     def shutdown(self) -> None:
+        self._closing.set()
         self._inner.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
@@ -92,8 +114,14 @@ class _ExportingProcessor(SpanProcessor):
     this one reports failed batches and dropped spans since the previous flush, and honours the timeout.
     """
 
-    def __init__(self, exporter: SpanExporter, max_queue_size: int, schedule_delay_ms: int) -> None:
-        self._exporter = _CountingExporter(exporter)
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        max_queue_size: int,
+        schedule_delay_ms: int,
+        patience_s: float = EXPORT_PATIENCE_S,
+    ) -> None:
+        self._exporter = _CountingExporter(exporter, patience_s)
         self._batch = BatchSpanProcessor(
             self._exporter,
             max_queue_size=max_queue_size,

@@ -193,7 +193,7 @@ def test_full_ingest_queue_answers_503_with_retry_after() -> None:
             "/v1/traces", content=trace_request(5, trace_byte=2).SerializeToString(), headers=PROTOBUF
         )
         assert refused.status_code == 503
-        assert refused.headers["retry-after"] == "1"
+        assert refused.headers["retry-after"] in {"1", "2", "3"}
         store.release.set()
         thread.join(10)
         assert first == [200]

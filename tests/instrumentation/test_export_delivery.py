@@ -38,9 +38,14 @@ def exporter() -> ScriptedExporter:
     return ScriptedExporter()
 
 
-def _setup(exporter: SpanExporter, queue: int = 1024) -> tuple[TracerProvider, _ExportingProcessor]:
+def _setup(
+    exporter: SpanExporter, queue: int = 1024, patience_s: float = 0.0
+) -> tuple[TracerProvider, _ExportingProcessor]:
+    # No patience by default: these tests look at batches that fail for good.
     provider = TracerProvider()
-    processor = _ExportingProcessor(exporter, max_queue_size=queue, schedule_delay_ms=50)
+    processor = _ExportingProcessor(
+        exporter, max_queue_size=queue, schedule_delay_ms=50, patience_s=patience_s
+    )
     provider.add_span_processor(processor)
     return provider, processor
 
@@ -102,3 +107,31 @@ def test_spans_after_shutdown_are_ignored(exporter: ScriptedExporter) -> None:
     assert processor.force_flush() is False
     assert exporter.delivered == []
     provider.shutdown()
+
+
+class FlakyExporter(SpanExporter):
+    """Fails the first ``failures`` calls (a server restarting), then delivers."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+        self.delivered: list[str] = []
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.calls += 1
+        if self.calls <= self.failures:
+            return SpanExportResult.FAILURE
+        self.delivered.extend(span.name for span in spans)
+        return SpanExportResult.SUCCESS
+
+
+def test_a_batch_that_fails_for_a_while_is_sent_again_until_delivered() -> None:
+    exporter = FlakyExporter(failures=2)
+    provider, processor = _setup(exporter, patience_s=30.0)
+    try:
+        provider.get_tracer("t").start_span("survivor").end()
+        assert processor.force_flush(timeout_millis=10_000) is True
+        assert exporter.delivered == ["survivor"]
+        assert exporter.calls == 3
+    finally:
+        provider.shutdown()
