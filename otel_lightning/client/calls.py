@@ -130,6 +130,32 @@ def claim(
     )
 
 
+def claim_batch(
+    worker_id: str,
+    request_id: str,
+    max_claims: int,
+    experiments: Sequence[str],
+    wait_s: float,
+    lease_s: float | None = None,
+) -> Call[list[Claim]]:
+    body: dict[str, Any] = {
+        "worker_id": worker_id,
+        "request_id": request_id,
+        "max_claims": max_claims,
+        "experiments": list(experiments),
+        "wait_s": wait_s,
+    }
+    if lease_s is not None:
+        body["lease_s"] = lease_s
+    return Call(
+        "POST",
+        "/api/v1/claims/batch",
+        lambda b: [Claim.from_json(c) for c in b["claims"]],
+        body=body,
+        wait_s=wait_s,
+    )
+
+
 def heartbeat(attempt_id: str, lease_s: float | None = None) -> Call[Attempt]:
     body = {} if lease_s is None else {"lease_s": lease_s}
     return Call("POST", f"/api/v1/attempts/{_seg(attempt_id)}/heartbeat", Attempt.from_json, body=body)

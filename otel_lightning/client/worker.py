@@ -33,7 +33,7 @@ from otel_lightning.client import calls
 from otel_lightning.client.flush import FlushGroup
 from otel_lightning.client.http import AsyncApiClient
 from otel_lightning.config import ClientSettings
-from otel_lightning.exceptions import NotFoundError, OverloadedError, StaleAttemptError
+from otel_lightning.exceptions import NotFoundError, OtelLightningError, OverloadedError, StaleAttemptError
 from otel_lightning.instrumentation.context import RolloutContext, rollout_scope
 from otel_lightning.instrumentation.setup import Instrumentation, instrument
 from otel_lightning.resources import ResourceVersion
@@ -59,14 +59,27 @@ class WorkerStats:
 
 
 class _Slots:
-    """Counters shared by the worker's concurrent loops (all on one event loop: no lock needed)."""
+    """The worker's free slots and counters (all on one event loop: no lock needed)."""
 
-    def __init__(self, max_rollouts: int | None) -> None:
+    def __init__(self, concurrency: int, max_rollouts: int | None) -> None:
+        self.free = concurrency
         self.max_rollouts = max_rollouts
-        self.reserved = 0
+        self.started = 0
         self.succeeded = 0
         self.failed = 0
         self.abandoned = 0
+        self.freed = asyncio.Event()
+        """Set when a running attempt ends and gives its slot back."""
+
+    def wanted(self) -> int:
+        """How many rollouts to claim now: the free slots, within what is left of ``max_rollouts``."""
+        if self.max_rollouts is None:
+            return self.free
+        return max(0, min(self.free, self.max_rollouts - self.started))
+
+    def release(self, _: object = None) -> None:
+        self.free += 1
+        self.freed.set()
 
 
 class Worker:
@@ -138,40 +151,60 @@ class Worker:
         self._processor = instrumentation.rollout_processor
         self._flush = FlushGroup(instrumentation.force_flush)
         self._api = AsyncApiClient(self.settings)
-        slots = _Slots(max_rollouts)
+        slots = _Slots(self.concurrency, max_rollouts)
+        running: set[asyncio.Task[None]] = set()
         try:
-            await asyncio.gather(*(self._loop_slot(slots, idle_timeout_s) for _ in range(self.concurrency)))
+            await self._dispatch(slots, running, idle_timeout_s)
+            if running:
+                await asyncio.gather(*running)
         finally:
             await self._api.aclose()
         return WorkerStats(slots.succeeded, slots.failed, slots.abandoned)
 
-    # --- the loop of one slot ------------------------------------------------------------------------------
+    # --- claiming ------------------------------------------------------------------------------------------
 
-    async def _loop_slot(self, slots: _Slots, idle_timeout_s: float | None) -> None:
+    async def _dispatch(
+        self, slots: _Slots, running: set[asyncio.Task[None]], idle_timeout_s: float | None
+    ) -> None:
+        """Claim as many rollouts as there are free slots, in one long-poll; start each in its own task."""
         assert self._stop is not None
         loop = asyncio.get_running_loop()
         idle_since = loop.time()
         while not self._stop.is_set():
-            if slots.max_rollouts is not None and slots.reserved >= slots.max_rollouts:
+            if slots.max_rollouts is not None and slots.started >= slots.max_rollouts:
                 return
-            slots.reserved += 1
-            claim = await self._claim()
-            if claim is None:
-                slots.reserved -= 1
-                if idle_timeout_s is not None and loop.time() - idle_since >= idle_timeout_s:
+            wanted = slots.wanted()
+            if wanted == 0:  # every slot is busy: wait for one to free up (or for stop)
+                slots.freed.clear()
+                await _first(slots.freed.wait(), self._stop.wait())
+                continue
+            claims = await self._claim(wanted)
+            if not claims:
+                if running:
+                    idle_since = loop.time()
+                elif idle_timeout_s is not None and loop.time() - idle_since >= idle_timeout_s:
                     return
                 continue
-            await self._run_attempt(claim, slots)
             idle_since = loop.time()
+            for claim in claims:
+                slots.free -= 1
+                slots.started += 1
+                task = asyncio.create_task(self._run_guarded(claim, slots))
+                running.add(task)
+                task.add_done_callback(running.discard)
+                task.add_done_callback(slots.release)
 
-    async def _claim(self) -> Claim | None:
-        """One claim long-poll; retried with the same request id (so never two claims) until answered."""
+    async def _claim(self, count: int) -> list[Claim]:
+        """One batch-claim long-poll; retried with the same request id (so never twice the claims) until
+        answered."""
         request_id = uuid.uuid4().hex
         wait_s = self.claim_wait_s
         delay = 0.2
         assert self._stop is not None
         while not self._stop.is_set():
-            call = calls.claim(self.worker_id, request_id, self.experiments, wait_s, self.lease_s)
+            call = calls.claim_batch(
+                self.worker_id, request_id, count, self.experiments, wait_s, self.lease_s
+            )
             try:
                 return await self._api.call(call)
             except (httpx.TransportError, OverloadedError) as exc:
@@ -179,12 +212,30 @@ class Worker:
                 await self._sleep(delay)
                 delay = min(delay * 2, _BACKOFF_MAX_S)
                 wait_s = 0.0  # a retried claim should answer at once with what the first one got
-        return None
+        return []
 
     async def _sleep(self, seconds: float) -> None:
         assert self._stop is not None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), seconds)
+
+    async def _run_guarded(self, claim: Claim, slots: _Slots) -> None:
+        """Run one attempt; a worker error (not the agent's) fails the attempt, not the whole worker."""
+        try:
+            await self._run_attempt(claim, slots)
+        except Exception as exc:
+            logger.exception("attempt %s could not run", claim.attempt.attempt_id)
+            error = f"worker error: {type(exc).__name__}: {exc}"
+            outcome = Outcome(status=AttemptStatus.FAILED, error=error, span_count=None)
+            try:
+                reported = await self._complete(claim.attempt.attempt_id, outcome)
+            except OtelLightningError:
+                logger.exception("attempt %s could not be reported", claim.attempt.attempt_id)
+                reported = False
+            if reported:
+                slots.failed += 1
+            else:
+                slots.abandoned += 1
 
     async def _run_attempt(self, claim: Claim, slots: _Slots) -> None:
         attempt, rollout = claim.attempt, claim.rollout
@@ -294,6 +345,16 @@ class Worker:
                 logger.warning("server unreachable (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _BACKOFF_MAX_S)
+
+
+async def _first(*waits: Awaitable[Any]) -> None:
+    """Wait until the first of ``waits`` is done; cancel the rest."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def _as_reward(result: Any) -> float | None:

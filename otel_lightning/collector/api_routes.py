@@ -23,7 +23,7 @@ from otel_lightning.collector.request_io import call_store, read_object, store_o
 from otel_lightning.exceptions import ValidationError
 from otel_lightning.resources import decode_resources
 from otel_lightning.store.base import Store
-from otel_lightning.types import Outcome, Rollout, RolloutFilter, RolloutStatus, Task
+from otel_lightning.types import Claim, Outcome, Rollout, RolloutFilter, RolloutStatus, Task
 
 MAX_BATCH = 10_000
 """Most tasks one enqueue request may carry."""
@@ -169,9 +169,25 @@ def _fill_in(store: Store, ended: list[Rollout], grace_ns: int, whole: set[str])
 # --- claims and attempts -----------------------------------------------------------------------------------
 
 
-async def claim(request: Request) -> Response:
-    """Long-poll for the next queued rollout; 200 with the claim, or 204 when nothing came in time."""
-    body = await read_object(request)
+MAX_CLAIM_BATCH = 256
+"""Most claims one batch request may take."""
+
+
+def _claim_up_to(
+    store: Store, worker_id: str, request_id: str, experiments: tuple[str, ...], lease_s: float, count: int
+) -> list[Claim]:
+    """Up to ``count`` claims; the i-th uses request id ``{request_id}/{i}``, so a retried batch returns the
+    same claims (runs in a worker thread)."""
+    claims: list[Claim] = []
+    for i in range(count):
+        found = store.claim(worker_id, f"{request_id}/{i}" if count > 1 else request_id, experiments, lease_s)
+        if found is None:
+            break
+        claims.append(found)
+    return claims
+
+
+async def _claim_long_poll(request: Request, body: dict[str, Any], count: int) -> list[Claim]:
     worker_id = require(body, "worker_id", str, "claim")
     request_id = optional(body, "request_id", str, "claim") or uuid.uuid4().hex
     experiments = optional(body, "experiments", list, "claim", [])
@@ -186,14 +202,33 @@ async def claim(request: Request) -> Response:
     store = store_of(request)
     while True:
         ticket = notifier.ticket(Topic.QUEUE)
-        result = await call_store(request, store.claim, worker_id, request_id, tuple(experiments), lease_s)
-        if result is not None:
+        claims = await call_store(
+            request, _claim_up_to, store, worker_id, request_id, tuple(experiments), lease_s, count
+        )
+        if claims:
             notifier.notify(Topic.ROLLOUTS)
-            return JSONResponse(result.to_json())
+            return claims
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return Response(status_code=204)
+            return []
         await notifier.wait(ticket, remaining)
+
+
+async def claim(request: Request) -> Response:
+    """Long-poll for the next queued rollout; 200 with the claim, or 204 when nothing came in time."""
+    claims = await _claim_long_poll(request, await read_object(request), 1)
+    return JSONResponse(claims[0].to_json()) if claims else Response(status_code=204)
+
+
+async def claim_batch(request: Request) -> Response:
+    """Long-poll for up to ``max_claims`` queued rollouts; answers as many as were queued (an empty list
+    when none came in time). A worker with N free slots asks once instead of N times."""
+    body = await read_object(request)
+    count = optional(body, "max_claims", int, "claim", 1)
+    if not 1 <= count <= MAX_CLAIM_BATCH:
+        raise ValidationError(f"claim.max_claims must be within [1, {MAX_CLAIM_BATCH}]")
+    claims = await _claim_long_poll(request, body, count)
+    return JSONResponse({"claims": [c.to_json() for c in claims]})
 
 
 async def heartbeat(request: Request) -> Response:
@@ -264,6 +299,7 @@ ROUTES = [
     Route("/api/v1/rollouts/{rollout_id}/cancel", cancel_rollout, methods=["POST"]),
     Route("/api/v1/rollouts/{rollout_id}/attempts", list_attempts, methods=["GET"]),
     Route("/api/v1/claims", claim, methods=["POST"]),
+    Route("/api/v1/claims/batch", claim_batch, methods=["POST"]),
     Route("/api/v1/attempts/{attempt_id}", get_attempt, methods=["GET"]),
     Route("/api/v1/attempts/{attempt_id}/heartbeat", heartbeat, methods=["POST"]),
     Route("/api/v1/attempts/{attempt_id}/complete", complete, methods=["POST"]),

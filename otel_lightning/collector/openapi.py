@@ -252,6 +252,24 @@ PATHS: dict[str, Any] = {
             },
         ),
     },
+    "/api/v1/claims/batch": {
+        "post": _op(
+            "Long-poll for up to max_claims rollouts; an empty list when none came in time",
+            {"type": "object", "properties": {"claims": {"type": "array", "items": _ref("Claim")}}},
+            {
+                "type": "object",
+                "required": ["worker_id"],
+                "properties": {
+                    "worker_id": {"type": "string"},
+                    "request_id": {"type": "string"},
+                    "max_claims": {"type": "integer", "minimum": 1, "maximum": 256},
+                    "experiments": {"type": "array", "items": {"type": "string"}},
+                    "wait_s": {"type": "number", "minimum": 0},
+                    "lease_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+                },
+            },
+        ),
+    },
     "/api/v1/attempts/{attempt_id}": {
         "get": _op("Get an attempt", _ref("Attempt"), params=_ATTEMPT, errors=(404,))
     },
