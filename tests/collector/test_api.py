@@ -196,3 +196,17 @@ def test_api_token_is_required_when_set() -> None:
         assert client.get("/api/v1/rollouts").status_code == 401
         ok = client.get("/api/v1/rollouts", headers={"authorization": "Bearer s3cret"})
         assert ok.status_code == 200
+
+
+def test_batch_claim_takes_up_to_max_and_a_retry_returns_the_same_claims(client: TestClient) -> None:
+    enqueue(client, *({"input": i, "rollout_id": f"r-{i}"} for i in range(5)))
+    body = {"worker_id": "w", "request_id": "batch-1", "max_claims": 3}
+    first = client.post("/api/v1/claims/batch", json=body).json()["claims"]
+    assert [c["rollout"]["rollout_id"] for c in first] == ["r-0", "r-1", "r-2"]
+    again = client.post("/api/v1/claims/batch", json=body).json()["claims"]
+    assert [c["attempt"]["attempt_id"] for c in again] == [c["attempt"]["attempt_id"] for c in first]
+    rest = client.post("/api/v1/claims/batch", json={**body, "request_id": "batch-2", "max_claims": 10})
+    assert [c["rollout"]["rollout_id"] for c in rest.json()["claims"]] == ["r-3", "r-4"]
+    empty = client.post("/api/v1/claims/batch", json={**body, "request_id": "batch-3", "wait_s": 0.1})
+    assert empty.status_code == 200 and empty.json()["claims"] == []
+    assert client.post("/api/v1/claims/batch", json={**body, "max_claims": 0}).status_code == 400
