@@ -24,12 +24,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     from otel_lightning.collector.app import create_app
     from otel_lightning.config import ServerSettings
-    from otel_lightning.store.sqlite import SQLiteStore
+    from otel_lightning.store.open import open_store
 
     settings = ServerSettings.resolve(
         db=args.db, host=args.host, port=args.port, lease_s=args.lease_s, api_token=args.api_token
     )
-    store = SQLiteStore(settings.db)
+    store = open_store(settings.db)
     app = create_app(store, settings, close_store=True)
     logger.info(
         "otel-lightning serving %s on http://%s:%d (OTLP at /v1/traces)",
@@ -126,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the server (OTLP receiver, task queue, resource store)")
-    serve.add_argument("--db", default=None, help="SQLite file (default: otel-lightning.db)")
+    serve.add_argument(
+        "--db", default=None, help="SQLite file or postgresql:// URL (default: otel-lightning.db)"
+    )
     serve.add_argument("--host", default=None, help="interface (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help=f"port (default: {DEFAULT_PORT})")
     serve.add_argument("--lease-s", type=float, default=None, help="attempt lease in seconds (default: 30)")

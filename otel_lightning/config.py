@@ -33,7 +33,7 @@ class ServerSettings:
     """How the server runs. Each field can be set by ``OTEL_LIGHTNING_<FIELD>`` (upper case)."""
 
     db: str = "otel-lightning.db"
-    """SQLite file path (``:memory:`` for a throw-away store)."""
+    """SQLite file path (``:memory:`` for a throw-away store), or a ``postgresql://`` URL."""
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     max_body_bytes: int = 20 * 1024 * 1024

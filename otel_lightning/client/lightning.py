@@ -230,7 +230,8 @@ def serve(
     """Start a server in this process (background thread; a free port unless ``port`` is given).
 
     Args:
-        db: SQLite file, or ``":memory:"`` for a store that lives as long as the server.
+        db: SQLite file, ``":memory:"`` for a store that lives as long as the server, or a
+            ``postgresql://`` URL.
         host: interface to listen on.
         port: port to listen on; 0 picks a free one.
         experiment: the default experiment of the returned handle.
@@ -238,12 +239,12 @@ def serve(
     """
     from otel_lightning.collector.app import create_app
     from otel_lightning.collector.background import BackgroundServer
-    from otel_lightning.store.sqlite import SQLiteStore
+    from otel_lightning.store.open import open_store
 
     if "db" in settings:
         raise ValidationError("pass db as the first argument")
     server_settings = ServerSettings.resolve(env={}, db=str(db), host=host, port=port, **settings)
-    store = SQLiteStore(server_settings.db)
+    store = open_store(server_settings.db)
     server = BackgroundServer(create_app(store, server_settings, close_store=True), host, port).start()
     client = ApiClient(ClientSettings.resolve(server.url, api_token=server_settings.api_token))
     return Lightning(client, experiment=experiment, server=server)

@@ -1,7 +1,8 @@
 """The server: ``create_app(store, settings)`` assembles the Starlette app from the route lists.
 
 ``app.state`` holds the store, the settings, the ingest queue and the long-poll notifier; the lifespan
-starts the ingest writer and the lease watchdog and stops them (after writing what is queued) on shutdown.
+starts the ingest writer, the lease watchdog and the forwarding of the store's change feed (other replicas'
+writes) to the notifier, and stops them (after writing what is queued) on shutdown.
 Running it is the CLI's job (``otel-lightning serve``) or ``serve()``'s (in-process, background thread).
 """
 
@@ -11,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
@@ -18,7 +20,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from otel_lightning.collector import api_routes, openapi, otlp_routes, views
 from otel_lightning.collector.auth import BearerAuth
 from otel_lightning.collector.ingest import IngestQueue
-from otel_lightning.collector.notify import Notifier
+from otel_lightning.collector.notify import Notifier, forward_changes
 from otel_lightning.collector.problems import EXCEPTION_HANDLERS
 from otel_lightning.collector.watchdog import Watchdog
 from otel_lightning.config import ServerSettings
@@ -46,9 +48,11 @@ def create_app(
         watchdog = Watchdog(store, app.state.notifier, settings.watchdog_interval_s)
         watchdog.start()
         app.state.watchdog = watchdog
+        stop_changes = forward_changes(store, app.state.notifier)  # other replicas' writes wake long-polls
         try:
             yield
         finally:
+            await anyio.to_thread.run_sync(stop_changes)  # joins the feed's thread
             await watchdog.stop()
             ingest.stop()
             if close_store:

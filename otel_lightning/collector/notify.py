@@ -2,15 +2,21 @@
 
 Writers call :meth:`Notifier.notify` after a change is committed; long-polls take a :meth:`Notifier.ticket`
 *before* they look at the store and then wait on it, so a change between the look and the wait is never
-missed. Waiters also wake every ``recheck_s`` to see changes made by other server replicas (which do not
-notify this process).
+missed. Changes that other server replicas commit arrive through the store's change feed where it has one
+(PostgreSQL LISTEN/NOTIFY: :func:`forward_changes`); waiters also wake every ``recheck_s``, as the fallback
+for a feed that missed something.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from otel_lightning.store.base import Store
 
 
 class Topic(StrEnum):
@@ -49,3 +55,23 @@ class Notifier:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(ticket.wait(), min(timeout_s, self.recheck_s))
+
+
+def forward_changes(store: Store, notifier: Notifier) -> Callable[[], None]:
+    """Wake ``notifier``'s waiters whenever ``store`` reports a committed change, from any replica.
+
+    Uses the store's ``watch(callback) -> stop`` change feed (its callback runs on another thread; SQLite's
+    is a no-op: one server per database). Call from the event loop; returns the function that stops
+    forwarding.
+    """
+    loop = asyncio.get_running_loop()
+
+    def changed(topic: str) -> None:
+        try:
+            known = Topic(topic)
+        except ValueError:  # a topic of a newer replica: the periodic recheck covers it
+            return
+        with contextlib.suppress(RuntimeError):  # the loop has closed while the feed was stopping
+            loop.call_soon_threadsafe(notifier.notify, known)
+
+    return store.watch(changed)

@@ -21,7 +21,7 @@ The contract every implementation keeps (tests/store/test_conformance.py checks 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from otel_lightning.resources import JSON, Resource, ResourceVersion
@@ -149,3 +149,8 @@ class Store(RolloutQueue, RolloutLedger, RolloutControl, ResourceStore, SpanStor
 
     def close(self) -> None:
         """Release the store's resources."""
+
+    def watch(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(topic)`` ("queue", "rollouts") when another process changes the store; returns a
+        function that stops watching. A store only one process uses has nothing to report: a no-op."""
+        return lambda: None

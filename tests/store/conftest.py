@@ -1,7 +1,8 @@
 """Store fixtures: every conformance test runs against each store in STORE_FACTORIES.
 
 To run the suite against a new store, add its factory here (and to CONCURRENT_STORES if its connections run
-in parallel, as a server's would).
+in parallel, as a server's would). The PostgreSQL store runs in a fresh schema of one scratch database per
+session (tests/store/pg_scratch.py), and is skipped where no server can be reached.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 
 from otel_lightning.store.base import Store
 from otel_lightning.store.sqlite import SQLiteStore
+from tests.store.pg_scratch import SharedDatabase, require_postgres
 
 
 class FakeClock:
@@ -33,13 +35,37 @@ class FakeClock:
 StoreFactory = Callable[[Path, FakeClock], Store]
 """Builds a fresh, empty store from a private directory and a clock."""
 
+POSTGRES = SharedDatabase()
+
+
+def _postgres(tmp_path: Path, clock: FakeClock) -> Store:
+    require_postgres()
+    from otel_lightning.store.postgres import PostgresStore
+
+    return PostgresStore(POSTGRES.fresh_schema(), clock=clock, pool_size=8)
+
+
 STORE_FACTORIES: dict[str, StoreFactory] = {
     "sqlite-file": lambda tmp_path, clock: SQLiteStore(tmp_path / "store.db", clock=clock),
     "sqlite-memory": lambda tmp_path, clock: SQLiteStore(":memory:", clock=clock),
+    "postgres": _postgres,
 }
 
-CONCURRENT_STORES = ("sqlite-file",)
+CONCURRENT_STORES = ("sqlite-file", "postgres")
 """Stores whose readers and writers really run in parallel: the concurrency tests use these."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_postgres_scratch() -> Iterator[None]:
+    yield
+    POSTGRES.drop()
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The URL of a fresh, empty schema in the session's scratch PostgreSQL database (skips without one)."""
+    require_postgres()
+    return POSTGRES.fresh_schema()
 
 
 @pytest.fixture
