@@ -2,15 +2,19 @@
 
 Starts `otel-lightning serve` on a free port with a SQLite file, then posts pre-built protobuf requests
 (unique ids, ~3.4 KiB spans) from several concurrent connections. A 200 means the spans are committed, so
-the rate is the durable rate. Prints a table and writes bench/results/ingest.json.
+the rate is the durable rate. Prints a table and writes bench/results/ingest_<store>_<batch>.json.
 
-    python bench/bench_ingest.py [--spans 200000] [--batch 100] [--connections 8]
+    python bench/bench_ingest.py [--spans 200000] [--batch 100] [--connections 8] [--postgres URL]
+
+With ``--postgres postgresql://postgres@127.0.0.1/test`` the server stores into a scratch database created on
+that server (and dropped afterwards) instead of SQLite.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import socket
 import sqlite3
@@ -18,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -34,7 +40,32 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(db: Path, port: int) -> subprocess.Popen[bytes]:
+@contextlib.contextmanager
+def scratch_postgres(admin_url: str) -> Iterator[str]:
+    """A new, empty database on the server of ``admin_url``; dropped afterwards."""
+    import psycopg
+
+    name = f"otel_lightning_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield admin_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def count_spans(db: str) -> int:
+    if db.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(db) as conn:
+            row = conn.execute("SELECT COUNT(*) FROM spans").fetchone()
+            return int(row[0]) if row else 0
+    return int(sqlite3.connect(db).execute("SELECT COUNT(*) FROM spans").fetchone()[0])
+
+
+def start_server(db: Path | str, port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -92,11 +123,14 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--postgres", default=None, help="admin URL of a PostgreSQL server to bench against")
     args = parser.parse_args()
     requests = args.spans // args.batch
     bodies = [llm_span_request(args.batch, seed=i) for i in range(requests)]
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "ingest.db"
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        db: str = (
+            stack.enter_context(scratch_postgres(args.postgres)) if args.postgres else f"{tmp}/ingest.db"
+        )
         port = free_port()
         server = start_server(db, port)
         try:
@@ -114,9 +148,10 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(30)
-        stored = sqlite3.connect(db).execute("SELECT COUNT(*) FROM spans").fetchone()[0]
+        stored = count_spans(db)
     spans = requests * args.batch
     result = {
+        "store": "postgresql" if args.postgres else "sqlite",
         "spans": spans,
         "batch": args.batch,
         "connections": args.connections,
@@ -128,7 +163,8 @@ def main() -> None:
         "stored": stored,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ingest.json").write_text(json.dumps(result, indent=2))
+    name = f"ingest_{result['store']}_{args.batch}.json"
+    (RESULTS / name).write_text(json.dumps(result, indent=2))
     print(f"{'spans':>8} {'batch':>6} {'conns':>6} {'seconds':>8} {'spans/s':>9} {'stored':>8} {'503s':>5}")
     print(
         f"{spans:>8} {args.batch:>6} {args.connections:>6} {elapsed:>8.2f} {spans / elapsed:>9.0f} "

@@ -6,7 +6,7 @@ the first claim to the last completion, and every rollout's spans are checked to
 Latency: threads claim (no waiting) and complete queued rollouts one after another; p50/p99 of the claim call.
 Prints a table and writes bench/results/rollouts.json.
 
-    python bench/bench_rollouts.py [--rollouts 3000] [--concurrency 32]
+    python bench/bench_rollouts.py [--rollouts 3000] [--concurrency 32] [--concurrency 8,64,256]
 """
 
 from __future__ import annotations
@@ -45,9 +45,10 @@ async def noop_agent(task: Any, resources: Any) -> float:
 
 
 def throughput(url: str, rollouts: int, concurrency: int) -> dict[str, Any]:
-    with connect(url, experiment="throughput") as lightning:
+    experiment = f"throughput-{concurrency}"
+    with connect(url, experiment=experiment) as lightning:
         ids = [r.rollout_id for r in lightning.enqueue([{"i": i} for i in range(rollouts)])]
-        worker = Worker(noop_agent, url, concurrency=concurrency, experiments=["throughput"], claim_wait_s=1)
+        worker = Worker(noop_agent, url, concurrency=concurrency, experiments=[experiment], claim_wait_s=1)
         started = time.perf_counter()
         stats = worker.run(max_rollouts=rollouts)
         elapsed = time.perf_counter() - started
@@ -99,34 +100,40 @@ def claim_latency(url: str, claims: int, threads: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rollouts", type=int, default=3000)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", default="32", help="one level, or several separated by commas")
     parser.add_argument("--claims", type=int, default=2000)
     parser.add_argument("--claim-threads", type=int, default=4)
     args = parser.parse_args()
+    levels = [int(level) for level in str(args.concurrency).split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "rollouts.db"
         port = free_port()
         server = start_server(db, port)
         url = f"http://127.0.0.1:{port}"
         try:
-            tput = throughput(url, args.rollouts, args.concurrency)
+            tputs = [throughput(url, args.rollouts, level) for level in levels]
             latency = claim_latency(url, args.claims, args.claim_threads)
         finally:
             server.terminate()
             server.wait(30)
         spans = sqlite3.connect(db).execute("SELECT COUNT(*) FROM spans").fetchone()[0]
-    tput["spans_stored"] = spans
-    tput["spans_expected"] = args.rollouts * 5
-    result = {"throughput": tput, "claim_latency": latency}
+    result = {
+        "throughput": tputs,
+        "spans_stored": spans,
+        "spans_expected": args.rollouts * 5 * len(levels),
+        "claim_latency": latency,
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "rollouts.json").write_text(json.dumps(result, indent=2))
+    print(f"{'rollouts':>8} {'conc':>5} {'seconds':>8} {'rollouts/s':>10}")
+    for tput in tputs:
+        print(
+            f"{tput['rollouts']:>8} {tput['concurrency']:>5} {tput['seconds']:>8} "
+            f"{tput['rollouts_per_s']:>10}"
+        )
     print(
-        f"{'rollouts':>8} {'conc':>5} {'seconds':>8} {'rollouts/s':>10} {'spans':>8} | "
-        f"{'claims':>6} {'p50 ms':>7} {'p99 ms':>7}"
-    )
-    print(
-        f"{tput['rollouts']:>8} {tput['concurrency']:>5} {tput['seconds']:>8} {tput['rollouts_per_s']:>10} "
-        f"{spans:>8} | {latency['claims']:>6} {latency['p50_ms']:>7} {latency['p99_ms']:>7}"
+        f"spans stored {spans} of {result['spans_expected']}; claim latency over {latency['claims']} claims: "
+        f"p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms"
     )
 
 

@@ -130,7 +130,9 @@ class AsyncApiClient:
         self.settings = settings
         self.retry = retry or RetryPolicy()
         self._timeout_s = timeout_s
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+        # Few connections on purpose: httpcore scans its whole pool for every request, so a large pool costs
+        # more than the waiting it saves (measured: 125 -> 195 rollouts/s at concurrency 64, bench_rollouts).
+        limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
         self._http = httpx.AsyncClient(
             base_url=settings.server_url, headers=_headers(settings), timeout=timeout_s, limits=limits
         )
