@@ -36,7 +36,7 @@ from otel_lightning.spans.otlp import (
 logger = logging.getLogger(__name__)
 
 _MEDIA_TYPES = {OtlpFormat.PROTOBUF: "application/x-protobuf", OtlpFormat.JSON: "application/json"}
-_OFFLOAD_BYTES = 256 * 1024
+_OFFLOAD_BYTES = 1024 * 1024
 """Bodies larger than this are decoded in a worker thread so the event loop keeps serving."""
 
 
