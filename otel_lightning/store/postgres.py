@@ -27,21 +27,19 @@ from otel_lightning.exceptions import (
     ConfigError,
     NotFoundError,
     StaleAttemptError,
-    ValidationError,
 )
 from otel_lightning.store import postgres_schema as sql
 from otel_lightning.store.base import Store
 from otel_lightning.store.postgres_db import Connection, Database, notify, one
 from otel_lightning.store.postgres_resources import PostgresResourceStore, latest_version
 from otel_lightning.store.postgres_spans import PostgresSpanStore, SpanWrite
-from otel_lightning.store.postgres_values import int64, seconds_ns
 from otel_lightning.store.rows import (
-    Row,
     attempt_from_row,
     attempt_to_row,
-    loads,
+    int64,
+    prepare_enqueue,
     rollout_from_row,
-    rollout_to_row,
+    seconds_ns,
 )
 from otel_lightning.types import (
     Attempt,
@@ -107,26 +105,7 @@ class PostgresStore(PostgresResourceStore, PostgresSpanStore, Store):
 
     def enqueue(self, tasks: Sequence[Task]) -> list[Rollout]:
         now = self._clock()
-        prepared: list[tuple[Rollout, Row]] = []
-        # Serialise the whole batch before the transaction: bad input anywhere writes nothing.
-        for task in tasks:
-            if not isinstance(task, Task):
-                raise ValidationError(f"enqueue takes Task records, not {type(task).__name__}")
-            int64(task.resource_version, "task.resource_version")
-            rollout = Rollout(
-                rollout_id=task.rollout_id or uuid.uuid4().hex,
-                experiment=task.experiment,
-                input=task.input,
-                status=RolloutStatus.QUEUED,
-                created_ns=now,
-                updated_ns=now,
-                max_attempts=task.max_attempts,
-                attempt_count=0,
-                resource_version=task.resource_version,
-                timeout_s=task.timeout_s,
-            )
-            row = rollout_to_row(replace(rollout, metadata=task.metadata))
-            prepared.append((replace(rollout, input=loads(row[2]), metadata=loads(row[10])), row))
+        prepared = prepare_enqueue(tasks, now)
         if not prepared:
             return []
 

@@ -16,8 +16,7 @@ from otel_lightning.resources import JSON, Resource, ResourceVersion, decode_res
 from otel_lightning.store import postgres_schema as sql
 from otel_lightning.store.base import ResourceStore
 from otel_lightning.store.postgres_db import Connection, Database, UniqueViolation, one
-from otel_lightning.store.postgres_values import int64
-from otel_lightning.store.rows import dumps_strict, loads, resources_json, version_from_row
+from otel_lightning.store.rows import dumps_strict, int64, loads, resources_json, version_from_row
 
 
 class PostgresResourceStore(ResourceStore):

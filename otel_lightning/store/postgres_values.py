@@ -1,35 +1,13 @@
-"""Values PostgreSQL takes: range checks done before a transaction, and text it cannot store made storable.
-
-The checks match the SQLite store's, so both refuse the same input with ValidationError rather than a
-driver error.
-"""
+"""Text PostgreSQL cannot store (NUL, lone surrogates), made storable. Range checks shared with SQLite are in
+rows.py."""
 
 from __future__ import annotations
 
-import math
 import re
 
-from otel_lightning.exceptions import ValidationError
 from otel_lightning.store.rows import Row
 
-_INT64_MAX = 2**63 - 1
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-def int64(value: int | None, where: str) -> int | None:
-    """``value`` if a BIGINT holds it; else ValidationError."""
-    if value is not None and not -_INT64_MAX - 1 <= value <= _INT64_MAX:
-        raise ValidationError(f"{where} is out of range")
-    return value
-
-
-def seconds_ns(seconds: float, where: str) -> int:
-    """A positive duration of at most a week, in nanoseconds; else ValidationError."""
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        raise ValidationError(f"{where} must be a number of seconds")
-    if not (math.isfinite(seconds) and 0 < seconds <= 7 * 86400):
-        raise ValidationError(f"{where} must be positive and at most a week")
-    return int(seconds * 1e9)
 
 
 def clean_rows(rows: list[Row]) -> list[Row]:

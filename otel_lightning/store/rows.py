@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from otel_lightning.exceptions import ValidationError
 from otel_lightning.resources import JSON, Resource, ResourceVersion, decode_resources
 from otel_lightning.spans.records import LogRecord, SpanEvent, SpanKind, SpanLink, SpanRecord, StatusCode
-from otel_lightning.types import Attempt, AttemptStatus, Rollout, RolloutStatus
+from otel_lightning.types import Attempt, AttemptStatus, Rollout, RolloutStatus, Task
 
 
 def _optional_orjson() -> Any:
@@ -411,3 +414,49 @@ def version_from_row(row: Row) -> ResourceVersion:
         created_ns=row[3],
         metadata=_decode(row[4]),
     )
+
+
+# --- Checks and preparation shared by the SQL stores --------------------------------------------------------
+
+_INT64_MAX = 2**63 - 1
+
+
+def int64(value: int | None, where: str) -> int | None:
+    """``value`` if a signed 64-bit column holds it; else ValidationError (not a driver's OverflowError)."""
+    if value is not None and not -_INT64_MAX - 1 <= value <= _INT64_MAX:
+        raise ValidationError(f"{where} is out of range")
+    return value
+
+
+def seconds_ns(seconds: float, where: str) -> int:
+    """A positive duration of at most a week, in nanoseconds; else ValidationError."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise ValidationError(f"{where} must be a number of seconds")
+    if not (math.isfinite(seconds) and 0 < seconds <= 7 * 86400):
+        raise ValidationError(f"{where} must be positive and at most a week")
+    return int(seconds * 1e9)
+
+
+def prepare_enqueue(tasks: Sequence[Task], now: int) -> list[tuple[Rollout, Row]]:
+    """The queued rollouts of ``tasks`` and their rows, all serialised before any transaction (bad input
+    anywhere writes nothing). The rollouts carry the stored JSON, which is what every later read returns."""
+    prepared: list[tuple[Rollout, Row]] = []
+    for task in tasks:
+        if not isinstance(task, Task):
+            raise ValidationError(f"enqueue takes Task records, not {type(task).__name__}")
+        int64(task.resource_version, "task.resource_version")
+        rollout = Rollout(
+            rollout_id=task.rollout_id or uuid.uuid4().hex,
+            experiment=task.experiment,
+            input=task.input,
+            status=RolloutStatus.QUEUED,
+            created_ns=now,
+            updated_ns=now,
+            max_attempts=task.max_attempts,
+            attempt_count=0,
+            resource_version=task.resource_version,
+            timeout_s=task.timeout_s,
+        )
+        row = rollout_to_row(replace(rollout, metadata=task.metadata))
+        prepared.append((replace(rollout, input=loads(row[2]), metadata=loads(row[10])), row))
+    return prepared

@@ -9,7 +9,6 @@ expiry and a completion never interleave; reads run on their own connections and
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sqlite3
 import time
@@ -27,13 +26,15 @@ from otel_lightning.store.rows import (
     attempt_from_row,
     attempt_to_row,
     dumps_strict,
+    int64,
     loads,
     log_from_row,
     logs_to_rows,
+    prepare_enqueue,
     resources_json,
     rollout_from_row,
-    rollout_to_row,
     scrub,
+    seconds_ns,
     span_from_row,
     spans_to_rows,
     version_from_row,
@@ -72,21 +73,6 @@ logger = logging.getLogger(__name__)
 _INT64_MAX = 2**63 - 1
 
 
-def _int64(value: int | None, where: str) -> int | None:
-    """``value`` if SQLite can store it (a signed 64-bit integer); else ValidationError, not OverflowError."""
-    if value is not None and not -_INT64_MAX - 1 <= value <= _INT64_MAX:
-        raise ValidationError(f"{where} is out of range")
-    return value
-
-
-def _seconds_ns(seconds: float, where: str) -> int:
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        raise ValidationError(f"{where} must be a number of seconds")
-    if not (math.isfinite(seconds) and 0 < seconds <= 7 * 86400):
-        raise ValidationError(f"{where} must be positive and at most a week")
-    return int(seconds * 1e9)
-
-
 class SQLiteStore(Store):
     """A :class:`~otel_lightning.store.base.Store` in one SQLite file (or ``":memory:"``).
 
@@ -117,27 +103,7 @@ class SQLiteStore(Store):
 
     def enqueue(self, tasks: Sequence[Task]) -> list[Rollout]:
         now = self._clock()
-        prepared: list[tuple[Rollout, Row]] = []
-        # Serialise the whole batch before the transaction: bad input anywhere writes nothing.
-        for task in tasks:
-            if not isinstance(task, Task):
-                raise ValidationError(f"enqueue takes Task records, not {type(task).__name__}")
-            _int64(task.resource_version, "task.resource_version")
-            rollout = Rollout(
-                rollout_id=task.rollout_id or uuid.uuid4().hex,
-                experiment=task.experiment,
-                input=task.input,
-                status=RolloutStatus.QUEUED,
-                created_ns=now,
-                updated_ns=now,
-                max_attempts=task.max_attempts,
-                attempt_count=0,
-                resource_version=task.resource_version,
-                timeout_s=task.timeout_s,
-            )
-            row = rollout_to_row(replace(rollout, metadata=task.metadata))
-            # The stored JSON is what every later read returns; hand back the same.
-            prepared.append((replace(rollout, input=loads(row[2]), metadata=loads(row[10])), row))
+        prepared = prepare_enqueue(tasks, now)
         out: list[Rollout] = []
         with self._db.write() as conn:
             for rollout, row in prepared:
@@ -150,7 +116,7 @@ class SQLiteStore(Store):
     def claim(
         self, worker_id: str, request_id: str, experiments: Sequence[str] = (), lease_s: float = 30.0
     ) -> Claim | None:
-        lease_ns = _seconds_ns(lease_s, "lease_s")
+        lease_ns = seconds_ns(lease_s, "lease_s")
         valid_name(worker_id, "worker_id")
         valid_name(request_id, "request_id")
         wanted = (experiments,) if isinstance(experiments, str) else tuple(experiments)
@@ -209,7 +175,7 @@ class SQLiteStore(Store):
         return min((h for h in heads if h is not None), key=lambda h: h[0], default=None)
 
     def heartbeat(self, attempt_id: str, lease_s: float = 30.0) -> Attempt:
-        lease_ns = _seconds_ns(lease_s, "lease_s")
+        lease_ns = seconds_ns(lease_s, "lease_s")
         with self._db.write() as conn:
             attempt = self._attempt(conn, attempt_id)
             if attempt.status is not AttemptStatus.RUNNING:
@@ -221,7 +187,7 @@ class SQLiteStore(Store):
         return replace(attempt, lease_expires_ns=expires)
 
     def complete(self, attempt_id: str, outcome: Outcome) -> Attempt:
-        _int64(outcome.span_count, "outcome.span_count")
+        int64(outcome.span_count, "outcome.span_count")
         with self._db.write() as conn:
             attempt = self._attempt(conn, attempt_id)
             if attempt.status is not AttemptStatus.RUNNING:
@@ -328,7 +294,7 @@ class SQLiteStore(Store):
             params.extend(RolloutStatus(s).value for s in where.statuses)
         if where.resource_version is not None:
             clauses.append("resource_version = ?")
-            params.append(_int64(where.resource_version, "resource_version"))
+            params.append(int64(where.resource_version, "resource_version"))
         if where.rollout_ids:
             clauses.append(f"rollout_id IN ({marks(len(where.rollout_ids))})")
             params.extend(where.rollout_ids)
@@ -394,7 +360,7 @@ class SQLiteStore(Store):
         return ResourceVersion(experiment, latest + 1, decoded, now, loads(meta_text))
 
     def get_resources(self, experiment: str, version: int | None = None) -> ResourceVersion:
-        _int64(version, "version")
+        int64(version, "version")
         if version == 0:
             return ResourceVersion(experiment, 0, {})
         with self._db.read() as conn:
