@@ -23,7 +23,7 @@ def require_rotel() -> None:
         binary = rotel_binary()
         done = subprocess.run([binary, "--version"], capture_output=True, timeout=10)
     except (ImportError, OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"rotel cannot run here ({exc}); install it with `pip install rotel`")
+        pytest.skip(f"rotel cannot run here: {exc}")
     if done.returncode != 0:
         pytest.skip(f"the rotel binary does not run here: {done.stderr.decode(errors='replace')[-300:]}")
 
