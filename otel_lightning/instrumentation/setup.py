@@ -56,19 +56,46 @@ class _Options:
     schedule_delay_ms: int
 
 
-class _CountingExporter(SpanExporter):
-    """Wraps the OTLP exporter: sends a failed batch again with backoff for up to ``patience_s`` (so spans
-    survive a server restart), and counts the spans handed to it and those whose batch failed for good."""
+_RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 
-    def __init__(self, inner: SpanExporter, patience_s: float = EXPORT_PATIENCE_S) -> None:
+
+class _ResponseLog:
+    """A ``requests`` response hook remembering the status of the exporter's last answer: ``None`` when no
+    answer came (connection refused, timed out), which is as transient as a 503."""
+
+    def __init__(self) -> None:
+        self.last_status: int | None = None
+
+    def hook(self, response: Any, *args: Any, **kwargs: Any) -> Any:
+        self.last_status = response.status_code
+        return response
+
+    def transient(self) -> bool:
+        return self.last_status is None or self.last_status in _RETRYABLE_STATUSES
+
+
+class _CountingExporter(SpanExporter):
+    """Wraps the OTLP exporter: sends a batch that failed for a transient reason (no answer, 429/502/503/504)
+    again with backoff for up to ``patience_s``, so spans survive a server restart; a refusal (400, 413) is
+    final. Counts the spans handed to it and those whose batch failed for good."""
+
+    def __init__(
+        self,
+        inner: SpanExporter,
+        patience_s: float = EXPORT_PATIENCE_S,
+        responses: _ResponseLog | None = None,
+    ) -> None:
         self._inner = inner
         self._patience_s = patience_s
+        self._responses = responses
         self._closing = threading.Event()
         self._lock = threading.Lock()
         self.exported = 0
         self.failed = 0
 
     def _export_once(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._responses is not None:
+            self._responses.last_status = None
         try:
             return self._inner.export(spans)
         except Exception:
@@ -79,7 +106,7 @@ class _CountingExporter(SpanExporter):
         deadline = time.monotonic() + self._patience_s
         delay = 0.5
         result = self._export_once(spans)
-        while result is not SpanExportResult.SUCCESS and not self._closing.is_set():
+        while result is not SpanExportResult.SUCCESS and not self._closing.is_set() and self._transient():
             if time.monotonic() + delay > deadline:
                 logger.error(
                     "giving up on %d spans after %.0f s of failed exports", len(spans), self._patience_s
@@ -98,6 +125,9 @@ class _CountingExporter(SpanExporter):
     def snapshot(self) -> tuple[int, int]:
         with self._lock:
             return self.exported, self.failed
+
+    def _transient(self) -> bool:
+        return self._responses is None or self._responses.transient()
 
     def shutdown(self) -> None:
         self._closing.set()
@@ -120,8 +150,9 @@ class _ExportingProcessor(SpanProcessor):
         max_queue_size: int,
         schedule_delay_ms: int,
         patience_s: float = EXPORT_PATIENCE_S,
+        responses: _ResponseLog | None = None,
     ) -> None:
-        self._exporter = _CountingExporter(exporter, patience_s)
+        self._exporter = _CountingExporter(exporter, patience_s, responses)
         self._batch = BatchSpanProcessor(
             self._exporter,
             max_queue_size=max_queue_size,
@@ -311,12 +342,23 @@ def _setup(options: _Options) -> Instrumentation:
     rollout = RolloutSpanProcessor()
     provider.add_span_processor(rollout)
     # Imported here: the exporter pulls in requests and protobuf, which the server side does not need.
+    import requests
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+    # Our own session, given to the exporter's constructor, so that a response hook tells transient failures
+    # (sent again) from refusals (final) without touching the exporter's internals.
+    responses = _ResponseLog()
+    session = requests.Session()
+    session.hooks["response"].append(responses.hook)
     exporter = OTLPSpanExporter(
-        endpoint=settings.traces_endpoint, headers=dict(settings.headers), timeout=EXPORT_TIMEOUT_S
+        endpoint=settings.traces_endpoint,
+        headers=dict(settings.headers),
+        timeout=EXPORT_TIMEOUT_S,
+        session=session,
     )
-    exporting = _ExportingProcessor(exporter, options.max_queue_size, options.schedule_delay_ms)
+    exporting = _ExportingProcessor(
+        exporter, options.max_queue_size, options.schedule_delay_ms, responses=responses
+    )
     provider.add_span_processor(exporting)
     log_processor = _log_processor(settings) if options.export_logs else None
     _check_propagators()
