@@ -10,13 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from otel_lightning._validate import valid_name
-from otel_lightning.exceptions import ConflictError, NotFoundError, ValidationError
-from otel_lightning.resources import JSON, Resource, ResourceVersion, decode_resources
+from otel_lightning.exceptions import ConflictError, NotFoundError
+from otel_lightning.resources import JSON, Resource, ResourceVersion
 from otel_lightning.store import postgres_schema as sql
 from otel_lightning.store.base import ResourceStore
 from otel_lightning.store.postgres_db import Connection, Database, UniqueViolation, one
-from otel_lightning.store.rows import dumps_strict, int64, loads, resources_json, version_from_row
+from otel_lightning.store.rows import (
+    int64,
+    loads,
+    prepare_publish,
+    version_from_row,
+)
 
 
 class PostgresResourceStore(ResourceStore):
@@ -32,18 +36,7 @@ class PostgresResourceStore(ResourceStore):
         expected_version: int | None = None,
         metadata: Mapping[str, JSON] | None = None,
     ) -> ResourceVersion:
-        valid_name(experiment, "experiment")
-        if expected_version is not None and (
-            isinstance(expected_version, bool)
-            or not isinstance(expected_version, int)
-            or expected_version < 0
-        ):
-            raise ValidationError("expected_version must be a non-negative integer")
-        if not isinstance(resources, Mapping) or not all(hasattr(r, "to_json") for r in resources.values()):
-            raise ValidationError("resources must map names to Resource records")
-        text = resources_json(resources)
-        decoded = decode_resources(loads(text))  # validates names and kinds before anything is written
-        meta_text = dumps_strict(metadata or {}, "metadata")
+        text, decoded, meta_text = prepare_publish(experiment, resources, expected_version, metadata)
 
         def work(conn: Connection) -> ResourceVersion:
             # Publishers of one experiment take turns, on every replica: the check and the insert see the

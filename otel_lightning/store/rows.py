@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from otel_lightning._validate import valid_name
 from otel_lightning.exceptions import ValidationError
 from otel_lightning.resources import JSON, Resource, ResourceVersion, decode_resources
 from otel_lightning.spans.records import LogRecord, SpanEvent, SpanKind, SpanLink, SpanRecord, StatusCode
@@ -460,3 +461,22 @@ def prepare_enqueue(tasks: Sequence[Task], now: int) -> list[tuple[Rollout, Row]
         row = rollout_to_row(replace(rollout, metadata=task.metadata))
         prepared.append((replace(rollout, input=loads(row[2]), metadata=loads(row[10])), row))
     return prepared
+
+
+def prepare_publish(
+    experiment: str,
+    resources: Mapping[str, Resource],
+    expected_version: int | None,
+    metadata: Mapping[str, JSON] | None,
+) -> tuple[str, dict[str, Resource], str]:
+    """Check a publish's arguments and encode them before any transaction: the resources' JSON text, the
+    resources as decoded back from it (names and kinds validated), and the metadata's JSON text."""
+    valid_name(experiment, "experiment")
+    if expected_version is not None and (
+        isinstance(expected_version, bool) or not isinstance(expected_version, int) or expected_version < 0
+    ):
+        raise ValidationError("expected_version must be a non-negative integer")
+    if not isinstance(resources, Mapping) or not all(hasattr(r, "to_json") for r in resources.values()):
+        raise ValidationError("resources must map names to Resource records")
+    text = resources_json(resources)
+    return text, decode_resources(loads(text)), dumps_strict(metadata or {}, "metadata")

@@ -17,21 +17,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from otel_lightning._validate import valid_name
-from otel_lightning.exceptions import ConflictError, NotFoundError, StaleAttemptError, ValidationError
-from otel_lightning.resources import JSON, Resource, ResourceVersion, decode_resources
+from otel_lightning.exceptions import ConflictError, NotFoundError, StaleAttemptError
+from otel_lightning.resources import JSON, Resource, ResourceVersion
 from otel_lightning.spans.records import LogRecord, SpanRecord
 from otel_lightning.store.base import SpanQuery, Store
 from otel_lightning.store.rows import (
     Row,
     attempt_from_row,
     attempt_to_row,
-    dumps_strict,
     int64,
     loads,
     log_from_row,
     logs_to_rows,
     prepare_enqueue,
-    resources_json,
+    prepare_publish,
     rollout_from_row,
     scrub,
     seconds_ns,
@@ -336,18 +335,7 @@ class SQLiteStore(Store):
         expected_version: int | None = None,
         metadata: Mapping[str, JSON] | None = None,
     ) -> ResourceVersion:
-        valid_name(experiment, "experiment")
-        if expected_version is not None and (
-            isinstance(expected_version, bool)
-            or not isinstance(expected_version, int)
-            or expected_version < 0
-        ):
-            raise ValidationError("expected_version must be a non-negative integer")
-        if not isinstance(resources, Mapping) or not all(hasattr(r, "to_json") for r in resources.values()):
-            raise ValidationError("resources must map names to Resource records")
-        text = resources_json(resources)
-        decoded = decode_resources(loads(text))  # validates names and kinds before anything is written
-        meta_text = dumps_strict(metadata or {}, "metadata")
+        text, decoded, meta_text = prepare_publish(experiment, resources, expected_version, metadata)
         with self._db.write() as conn:
             latest = self._latest_version(conn, experiment)
             if expected_version is not None and expected_version != latest:
