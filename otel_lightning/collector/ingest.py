@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from otel_lightning.exceptions import OverloadedError
-from otel_lightning.spans.records import LogRecord, SpanRecord
+from otel_lightning.spans.encoded import EncodedSpan
+from otel_lightning.spans.records import LogRecord
 from otel_lightning.store.base import SpanStore
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class _Job:
-    spans: Sequence[SpanRecord]
+    spans: Sequence[EncodedSpan]
     logs: Sequence[LogRecord]
     future: asyncio.Future[None]
     loop: asyncio.AbstractEventLoop
@@ -69,7 +70,7 @@ class IngestQueue:
             self._thread.join(timeout_s)
             self._thread = None
 
-    async def put(self, spans: Sequence[SpanRecord] = (), logs: Sequence[LogRecord] = ()) -> None:
+    async def put(self, spans: Sequence[EncodedSpan] = (), logs: Sequence[LogRecord] = ()) -> None:
         """Queue records and return once they are committed; OverloadedError if the queue is full."""
         size = len(spans) + len(logs)
         if size == 0:
@@ -114,7 +115,7 @@ class IngestQueue:
         error: BaseException | None = None
         try:
             if spans:
-                self._store.add_spans(spans)
+                self._store.add_encoded_spans(spans)
                 self.spans_written += len(spans)
             if logs:
                 self._store.add_logs(logs)

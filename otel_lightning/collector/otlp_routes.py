@@ -23,6 +23,7 @@ from otel_lightning.exceptions import (
     OverloadedError,
     UnsupportedMediaError,
 )
+from otel_lightning.spans.encoded import decode_encoded_spans, encode_span
 from otel_lightning.spans.otlp import (
     DecodedBatch,
     OtlpFormat,
@@ -104,7 +105,11 @@ def _decode(
 ) -> DecodedBatch[Any]:
     body = decompress(raw, encoding, max_bytes)
     if signal == "traces":
-        return decode_traces(body, fmt)
+        if fmt is OtlpFormat.PROTOBUF:  # the common case: straight to the stored form, attributes undecoded
+            return decode_encoded_spans(body)
+        decoded = decode_traces(body, fmt)
+        encoded = [encode_span(r) for r in decoded.records]
+        return DecodedBatch(encoded, decoded.rejected, decoded.error_message)
     if signal == "logs":
         return decode_logs(body, fmt)
     return DecodedBatch(records=[])  # metrics: accepted and dropped

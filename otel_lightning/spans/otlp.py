@@ -218,7 +218,8 @@ def _value(v: Any) -> JSON:
     return None  # empty, or a field of a newer schema (string_value_strindex)
 
 
-def _attributes(kvs: Any) -> dict[str, JSON]:
+def decode_attributes(kvs: Any) -> dict[str, JSON]:
+    """A repeated ``KeyValue`` field as a dict of JSON values (the last duplicate wins)."""
     # The hot loop. Fields outside the oneof's set member read as defaults, so a non-empty string or a
     # non-zero int is that value: most attributes skip WhichOneof and the call into _value.
     out = {}
@@ -228,7 +229,8 @@ def _attributes(kvs: Any) -> dict[str, JSON]:
     return out
 
 
-def _parse(message: Any, body: bytes) -> Any:
+def parse_message(message: Any, body: bytes) -> Any:
+    """``message`` parsed from ``body``; DecodeError if it is not one."""
     _check_backend()
     try:
         message.ParseFromString(body)
@@ -240,77 +242,100 @@ def _parse(message: Any, body: bytes) -> Any:
 
 
 def _decode_traces_protobuf(body: bytes) -> DecodedBatch[SpanRecord]:
-    request = _parse(trace_service_pb2.ExportTraceServiceRequest(), body)
+    request = parse_message(trace_service_pb2.ExportTraceServiceRequest(), body)
     records: list[SpanRecord] = []
     append = records.append
     rejected, reason = 0, ""
     for resource_spans in request.resource_spans:
-        resource = _attributes(resource_spans.resource.attributes)
+        resource = decode_attributes(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope
             scope_name, scope_version = scope.name, scope.version
             for span in scope_spans.spans:
-                trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
-                if (
-                    len(trace_id) != 16
-                    or len(span_id) != 8
-                    or trace_id == ZERO_TRACE_ID
-                    or span_id == ZERO_SPAN_ID
-                    or (parent and len(parent) != 8)
-                ):
+                problem = id_problem(span)
+                if problem:
                     rejected += 1
-                    reason = reason or (
-                        f"trace_id must be 16 bytes and span_id 8 bytes, not all zero, parent_span_id empty "
-                        f"or 8 bytes (got {trace_id.hex()!r}, {span_id.hex()!r}, {parent.hex()!r})"
-                    )
+                    reason = reason or problem
                     continue
-                attributes = _attributes(span.attributes)
-                events, links, status, kind = span.events, span.links, span.status, span.kind
-                rollout_id, attempt_id, experiment = identity(attributes)
-                # Positional arguments: ~30% cheaper than keywords for this 18-field frozen dataclass (the
-                # order is pinned by tests/spans/test_otlp.py::test_record_fields_are_in_the_order_...).
+                attributes = decode_attributes(span.attributes)
                 append(
-                    SpanRecord(
-                        trace_id.hex(),
-                        span_id.hex(),
-                        parent.hex() if parent and parent != ZERO_SPAN_ID else None,
-                        span.name,
-                        SPAN_KINDS[kind] if 0 <= kind < 6 else SpanKind.UNSPECIFIED,
-                        span.start_time_unix_nano,
-                        span.end_time_unix_nano,
-                        attributes,
-                        tuple(SpanEvent(e.name, e.time_unix_nano, _attributes(e.attributes)) for e in events)
-                        if events
-                        else (),
-                        _links(links) if links else (),
-                        status_code(status.code),
-                        status.message,
-                        resource,
-                        scope_name,
-                        scope_version,
-                        rollout_id,
-                        attempt_id,
-                        experiment,
+                    span_from_message(
+                        span, attributes, resource, scope_name, scope_version, identity(attributes)
                     )
                 )
     return DecodedBatch(records, rejected, rejection("span", rejected, reason))
 
 
+def id_problem(span: Any) -> str:
+    """Why a parsed ``Span`` message's ids are unusable; empty when they are fine."""
+    trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
+    if (
+        len(trace_id) != 16
+        or len(span_id) != 8
+        or trace_id == ZERO_TRACE_ID
+        or span_id == ZERO_SPAN_ID
+        or (parent and len(parent) != 8)
+    ):
+        return (
+            f"trace_id must be 16 bytes and span_id 8 bytes, not all zero, parent_span_id empty "
+            f"or 8 bytes (got {trace_id.hex()!r}, {span_id.hex()!r}, {parent.hex()!r})"
+        )
+    return ""
+
+
+def span_from_message(
+    span: Any,
+    attributes: dict[str, JSON],
+    resource: dict[str, JSON],
+    scope_name: str,
+    scope_version: str,
+    rollout_identity: tuple[str | None, str | None, str | None],
+) -> SpanRecord:
+    """The record of a parsed OTLP ``Span`` message whose ids are valid, its attributes already decoded.
+
+    Shared by the request decoder and by the stores, which keep each span's message (spans/encoded.py).
+    """
+    trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
+    events, links, status, kind = span.events, span.links, span.status, span.kind
+    # Positional arguments: ~30% cheaper than keywords for this 18-field frozen dataclass (the order is
+    # pinned by tests/spans/test_otlp.py::test_record_fields_are_in_the_order_...).
+    return SpanRecord(
+        trace_id.hex(),
+        span_id.hex(),
+        parent.hex() if parent and parent != ZERO_SPAN_ID else None,
+        span.name,
+        SPAN_KINDS[kind] if 0 <= kind < 6 else SpanKind.UNSPECIFIED,
+        span.start_time_unix_nano,
+        span.end_time_unix_nano,
+        attributes,
+        tuple(SpanEvent(e.name, e.time_unix_nano, decode_attributes(e.attributes)) for e in events)
+        if events
+        else (),
+        _links(links) if links else (),
+        status_code(status.code),
+        status.message,
+        resource,
+        scope_name,
+        scope_version,
+        *rollout_identity,
+    )
+
+
 def _links(links: Any) -> tuple[SpanLink, ...]:
     # A malformed link does not make its span unusable: drop the link, keep the span.
     return tuple(
-        SpanLink(link.trace_id.hex(), link.span_id.hex(), _attributes(link.attributes))
+        SpanLink(link.trace_id.hex(), link.span_id.hex(), decode_attributes(link.attributes))
         for link in links
         if len(link.trace_id) == 16 and len(link.span_id) == 8
     )
 
 
 def _decode_logs_protobuf(body: bytes) -> DecodedBatch[LogRecord]:
-    request = _parse(logs_service_pb2.ExportLogsServiceRequest(), body)
+    request = parse_message(logs_service_pb2.ExportLogsServiceRequest(), body)
     records: list[LogRecord] = []
     rejected, reason = 0, ""
     for resource_logs in request.resource_logs:
-        resource = _attributes(resource_logs.resource.attributes)
+        resource = decode_attributes(resource_logs.resource.attributes)
         for scope_logs in resource_logs.scope_logs:
             scope_name = scope_logs.scope.name
             for log in scope_logs.log_records:
@@ -331,7 +356,7 @@ def _decode_logs_protobuf(body: bytes) -> DecodedBatch[LogRecord]:
                         log.severity_number,
                         log.severity_text,
                         _value(log.body),
-                        _attributes(log.attributes),
+                        decode_attributes(log.attributes),
                         log.event_name,
                         resource,
                         scope_name,

@@ -338,9 +338,11 @@ def encode_traces_protobuf(spans: Sequence[SpanRecord]) -> bytes:
     request = ExportTraceServiceRequest(
         resource_spans=[
             ResourceSpans(
-                resource=Resource(attributes=_key_values(resource)),
+                resource=Resource(attributes=key_values(resource)),
                 scope_spans=[
-                    ScopeSpans(scope=Scope(name=name, version=version), spans=map(_span, group))
+                    ScopeSpans(
+                        scope=Scope(name=name, version=version), spans=[span_message(r) for r in group]
+                    )
                     for (name, version), group in scopes.items()
                 ],
             )
@@ -373,7 +375,10 @@ def stamped_attributes(record: SpanRecord) -> Mapping[str, JSON]:
     return {**record.attributes, **missing} if missing else record.attributes
 
 
-def _span(record: SpanRecord) -> Span:
+def span_message(record: SpanRecord, stamp_identity: bool = True) -> Span:
+    """The OTLP ``Span`` message of a record; its rollout identity is added to the attributes where missing,
+    unless ``stamp_identity`` is False."""
+    attributes = stamped_attributes(record) if stamp_identity else record.attributes
     return Span(
         trace_id=bytes.fromhex(record.trace_id),
         span_id=bytes.fromhex(record.span_id),
@@ -382,16 +387,16 @@ def _span(record: SpanRecord) -> Span:
         kind=SPAN_KINDS.index(record.kind),  # type: ignore[arg-type]
         start_time_unix_nano=record.start_ns,
         end_time_unix_nano=record.end_ns,
-        attributes=_key_values(stamped_attributes(record)),
+        attributes=key_values(attributes),
         events=[
-            Span.Event(name=e.name, time_unix_nano=e.time_ns, attributes=_key_values(e.attributes))
+            Span.Event(name=e.name, time_unix_nano=e.time_ns, attributes=key_values(e.attributes))
             for e in record.events
         ],
         links=[
             Span.Link(
                 trace_id=bytes.fromhex(lk.trace_id),
                 span_id=bytes.fromhex(lk.span_id),
-                attributes=_key_values(lk.attributes),
+                attributes=key_values(lk.attributes),
             )
             for lk in record.links
         ],
@@ -402,8 +407,9 @@ def _span(record: SpanRecord) -> Span:
     )
 
 
-def _key_values(attributes: Mapping[str, JSON]) -> list[KeyValue]:
-    return [KeyValue(key=key, value=_any_value(value)) for key, value in attributes.items()]
+def key_values(attributes: Mapping[str, JSON]) -> list[KeyValue]:
+    """Attributes as OTLP ``KeyValue`` messages; a key that is not a string is written as its ``str``."""
+    return [KeyValue(key=str(key), value=_any_value(value)) for key, value in attributes.items()]
 
 
 def _any_value(value: JSON) -> AnyValue:
@@ -414,14 +420,15 @@ def _any_value(value: JSON) -> AnyValue:
     if isinstance(value, bool):
         return AnyValue(bool_value=value)
     if isinstance(value, int):
-        return AnyValue(int_value=value)
+        # OTLP integers are int64; a bigger Python int is kept exactly, as its decimal string.
+        return AnyValue(int_value=value) if -(2**63) <= value < 2**63 else AnyValue(string_value=str(value))
     if isinstance(value, float):
         return AnyValue(double_value=value)
     if isinstance(value, bytes | bytearray):
         return AnyValue(bytes_value=bytes(value))
     if isinstance(value, Mapping):
-        return AnyValue(kvlist_value=KeyValueList(values=_key_values(value)))
-    if isinstance(value, list | tuple):
+        return AnyValue(kvlist_value=KeyValueList(values=key_values(value)))
+    if isinstance(value, list | tuple | set | frozenset):
         return AnyValue(array_value=ArrayValue(values=[_any_value(item) for item in value]))
     return AnyValue(string_value=str(value))
 

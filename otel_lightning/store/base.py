@@ -15,7 +15,8 @@ The contract every implementation keeps (tests/store/test_conformance.py checks 
   until ``max_attempts``, after which the rollout fails with the reason.
 - Resource versions are immutable and numbered 1, 2, ... per experiment; ``publish`` with an
   ``expected_version`` fails with ConflictError unless that is the latest (compare-and-swap).
-- ``add_spans`` deduplicates on (trace_id, span_id) and returns only when the spans are durable.
+- ``add_encoded_spans`` (and ``add_spans``, which encodes records first) deduplicates on (trace_id, span_id)
+  and returns only when the spans are durable.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from otel_lightning.resources import JSON, Resource, ResourceVersion
+from otel_lightning.spans.encoded import EncodedSpan, encode_span
 from otel_lightning.spans.records import LogRecord, SpanRecord
 from otel_lightning.types import Attempt, Claim, Outcome, Rollout, RolloutFilter, Task
 
@@ -123,9 +125,13 @@ class SpanStore(ABC):
     """Spans and log records, deduplicated, durable before acknowledged."""
 
     @abstractmethod
-    def add_spans(self, spans: Sequence[SpanRecord]) -> int:
+    def add_encoded_spans(self, spans: Sequence[EncodedSpan]) -> int:
         """Store spans in one transaction, skipping any (trace_id, span_id) already stored; return how many
-        were new."""
+        were new. The OTLP receiver hands spans over in this form (spans/encoded.py)."""
+
+    def add_spans(self, spans: Sequence[SpanRecord]) -> int:
+        """:meth:`add_encoded_spans` for span records."""
+        return self.add_encoded_spans([encode_span(s) for s in spans])
 
     @abstractmethod
     def add_logs(self, logs: Sequence[LogRecord]) -> int:

@@ -63,7 +63,7 @@ class PostgresStore(PostgresResourceStore, PostgresSpanStore, Store):
             selects a schema other than ``public``.
         clock: Current time in integer nanoseconds; tests pass a fake clock to drive leases.
         pool_size: Most connections this store opens at once (a change feed adds one).
-        span_write: How :meth:`add_spans` writes (see :data:`SpanWrite`).
+        span_write: How :meth:`add_encoded_spans` writes (see :data:`SpanWrite`).
 
     Raises:
         ConfigError: The server cannot be reached, is older than 14, or holds a newer schema.

@@ -25,6 +25,7 @@ from otel_lightning.store.rows import (
     LOG_COLUMNS,
     ROLLOUT_COLUMNS,
     SPAN_COLUMNS,
+    SPAN_READ_COLUMNS,
     VERSION_COLUMNS,
 )
 
@@ -165,7 +166,16 @@ _V2: Migration = (
     "CREATE INDEX rollouts_by_version ON rollouts (experiment, resource_version, seq)",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+_V3: Migration = (
+    # Spans keep their OTLP message (spans/encoded.py): ingest no longer decodes attributes into JSON. Rows
+    # written before stay as they are (read through the JSON columns, which newer rows leave empty).
+    "ALTER TABLE spans ADD COLUMN otlp_span BYTEA, ADD COLUMN otlp_resource BYTEA, "
+    "ALTER COLUMN attributes SET DEFAULT '', ALTER COLUMN events SET DEFAULT '', "
+    "ALTER COLUMN links SET DEFAULT '', ALTER COLUMN resource SET DEFAULT ''",
+    _lz4("spans", "otlp_span"),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
 """Every migration in order; append new ones, never edit a released one."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -255,7 +265,7 @@ VERSION_SELECT = f"SELECT {columns(VERSION_COLUMNS)} FROM resource_versions"
 VERSION_INSERT = (
     f"INSERT INTO resource_versions ({columns(VERSION_COLUMNS)}) VALUES ({marks(len(VERSION_COLUMNS))})"
 )
-SPAN_SELECT = f"SELECT {columns(SPAN_COLUMNS)} FROM spans"
+SPAN_SELECT = f"SELECT {columns(SPAN_READ_COLUMNS)} FROM spans"
 LOG_SELECT = f"SELECT {columns(LOG_COLUMNS)} FROM logs"
 # Expiry first finds the rollouts with an expired attempt, locks those that no one else holds, and only
 # then locks and re-reads their expired attempts: a heartbeat or another replica's expiry in between is seen.
@@ -280,8 +290,8 @@ FAIL_ROLLOUT = "UPDATE rollouts SET status = 'failed', error = %s, updated_ns = 
 # inserting in key order means two writers of overlapping batches wait for each other, never deadlock.
 SPAN_STAGE = "pg_temp.otel_lightning_spans_stage"
 SPAN_STAGE_CREATE = (
-    f"CREATE TEMPORARY TABLE IF NOT EXISTS {SPAN_STAGE} (LIKE spans INCLUDING COMPRESSION) "
-    "ON COMMIT DELETE ROWS"
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {SPAN_STAGE} "
+    "(LIKE spans INCLUDING COMPRESSION INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
 SPAN_COPY = f"COPY {SPAN_STAGE} ({columns(SPAN_COLUMNS)}) FROM STDIN"
 SPAN_FROM_STAGE = (

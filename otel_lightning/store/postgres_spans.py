@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from operator import itemgetter
 from typing import Literal
 
+from otel_lightning.spans.encoded import EncodedSpan
 from otel_lightning.spans.records import LogRecord, SpanRecord
 from otel_lightning.store import postgres_schema as sql
 from otel_lightning.store.base import SpanQuery, SpanStore
 from otel_lightning.store.postgres_db import Connection, Database, DataError, one
 from otel_lightning.store.postgres_values import clean_rows
-from otel_lightning.store.rows import Row, log_from_row, logs_to_rows, span_from_row, spans_to_rows
+from otel_lightning.store.rows import Row, log_from_row, logs_to_rows, span_from_row
 
 SpanWrite = Literal["copy", "pipeline"]
 """How spans are written: COPY into a staging table then one INSERT ... SELECT, or pipelined INSERTs."""
@@ -32,19 +33,18 @@ class PostgresSpanStore(SpanStore):
     _db: Database
     _span_write: SpanWrite
 
-    def add_spans(self, spans: Sequence[SpanRecord]) -> int:
+    def add_encoded_spans(self, spans: Sequence[EncodedSpan]) -> int:
         if not spans:
             return 0
-        rows = spans_to_rows(spans)  # before taking a connection: conversion is much of the cost
         try:
-            return self._db.retrying(lambda conn: self._write_spans(conn, rows))
+            return self._db.retrying(lambda conn: self._write_spans(conn, spans))
         except (UnicodeEncodeError, DataError):
-            # Text decoded from OTLP JSON may hold lone surrogates or NUL, which PostgreSQL text cannot:
-            # store them replaced rather than lose the batch (the failed transaction was rolled back).
-            clean = clean_rows(rows)
+            # Text from OTLP JSON may hold lone surrogates or NUL, which PostgreSQL text cannot: store them
+            # replaced rather than lose the batch (the failed transaction was rolled back).
+            clean = clean_rows(spans)
             return self._db.retrying(lambda conn: self._write_spans(conn, clean))
 
-    def _write_spans(self, conn: Connection, rows: list[Row]) -> int:
+    def _write_spans(self, conn: Connection, rows: Sequence[Row]) -> int:
         with conn.cursor() as cur:
             if self._span_write == "copy":
                 with cur.copy(sql.SPAN_COPY) as copy:

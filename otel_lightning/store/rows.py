@@ -2,9 +2,11 @@
 
 A row is a plain tuple whose values follow a ``*_COLUMNS`` constant; structured fields (attributes, events,
 inputs, resources) are compact JSON text (``separators=(",", ":")``, ``ensure_ascii=False``), so that SQLite
-and PostgreSQL store the same text. Span and log conversion is the ingest hot path: one JSON encode per
-mapping and nothing per value. When ``orjson`` is installed it writes telemetry JSON (5-10x faster than the
-standard library; non-finite floats become ``null``), and the standard library takes whatever it refuses.
+and PostgreSQL store the same text. Spans are the exception: a span row keeps the span's OTLP message
+(spans/encoded.py), and rows written by schema 1 are still read. Log conversion is on the ingest hot path:
+one JSON encode per mapping and nothing per value. When ``orjson`` is installed it writes telemetry JSON
+(5-10x faster than the standard library; non-finite floats become ``null``), and the standard library takes
+whatever it refuses.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from otel_lightning._validate import valid_name
 from otel_lightning.exceptions import ValidationError
 from otel_lightning.resources import JSON, Resource, ResourceVersion, decode_resources
+from otel_lightning.spans.encoded import EncodedSpan, encode_span, record_of
 from otel_lightning.spans.records import LogRecord, SpanEvent, SpanKind, SpanLink, SpanRecord, StatusCode
 from otel_lightning.types import Attempt, AttemptStatus, Rollout, RolloutStatus, Task
 
@@ -101,108 +104,55 @@ def loads(text: str | None) -> Any:
 
 # --- Spans -----------------------------------------------------------------------------------------------
 
-SPAN_COLUMNS = (
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "name",
-    "kind",
-    "start_ns",
-    "end_ns",
-    "status_code",
-    "status_message",
-    "rollout_id",
-    "attempt_id",
-    "experiment",
-    "scope_name",
-    "scope_version",
-    "attributes",
-    "events",
-    "links",
-    "resource",
-)
+SPAN_COLUMNS = EncodedSpan._fields
+"""The columns a span is written to; an :class:`~otel_lightning.spans.encoded.EncodedSpan` is such a row."""
 
-_KIND_TEXT: dict[Any, str] = {kind: kind.value for kind in SpanKind}
-_STATUS_TEXT: dict[Any, str] = {code: code.value for code in StatusCode}
+LEGACY_SPAN_COLUMNS = ("attributes", "events", "links", "resource")
+"""JSON columns of spans written by schema 1 (before spans kept their OTLP message). Rows written since leave
+them empty ('') and fill ``otlp_span`` instead; a database upgraded in place holds both kinds of rows."""
+
+SPAN_READ_COLUMNS = SPAN_COLUMNS + LEGACY_SPAN_COLUMNS
+"""The columns a span is read from, by :func:`span_from_row`."""
+
+_OTLP_SPAN = SPAN_COLUMNS.index("otlp_span")
+_N_COLUMNS = len(SPAN_COLUMNS)
 
 
-def _events_json(events: Sequence[SpanEvent]) -> str:
-    return _encode_lenient(
-        [{"name": e.name, "time_ns": e.time_ns, "attributes": e.attributes} for e in events]
-    )
-
-
-def _links_json(links: Sequence[SpanLink]) -> str:
-    return _encode_lenient(
-        [{"trace_id": lk.trace_id, "span_id": lk.span_id, "attributes": lk.attributes} for lk in links]
-    )
-
-
-def spans_to_rows(spans: Iterable[SpanRecord]) -> list[Row]:
+def spans_to_rows(spans: Iterable[SpanRecord]) -> list[EncodedSpan]:
     """Rows for :data:`SPAN_COLUMNS`, one per span."""
-    encode = _encode_lenient
-    kinds, statuses = _KIND_TEXT, _STATUS_TEXT
-    rows: list[Row] = []
-    append = rows.append
-    # Spans of one OTLP request share their resource object: encode it once.
-    last_resource: Any = None
-    resource_json = "{}"
-    for s in spans:
-        resource = s.resource
-        if resource is not last_resource:
-            last_resource = resource
-            resource_json = encode(resource) if resource else "{}"
-        attributes = s.attributes
-        events = s.events
-        links = s.links
-        append(
-            (
-                s.trace_id,
-                s.span_id,
-                s.parent_span_id,
-                s.name,
-                kinds[s.kind],
-                s.start_ns,
-                s.end_ns,
-                statuses[s.status_code],
-                s.status_message,
-                s.rollout_id,
-                s.attempt_id,
-                s.experiment,
-                s.scope_name,
-                s.scope_version,
-                encode(attributes) if attributes else "{}",
-                _events_json(events) if events else "[]",
-                _links_json(links) if links else "[]",
-                resource_json,
-            )
-        )
-    return rows
+    return [encode_span(s) for s in spans]
 
 
 def span_from_row(row: Row) -> SpanRecord:
-    """The span stored in a row of :data:`SPAN_COLUMNS`."""
-    events = _decode(row[15])
-    links = _decode(row[16])
+    """The span stored in a row of :data:`SPAN_READ_COLUMNS`, whichever schema wrote it."""
+    if row[_OTLP_SPAN] is not None:
+        return record_of(EncodedSpan(*row[:_N_COLUMNS]))
+    return _legacy_span(row)
+
+
+def _legacy_span(row: Row) -> SpanRecord:
+    columns = dict(zip(SPAN_READ_COLUMNS, row, strict=True))
+    events = _decode(columns["events"])
+    links = _decode(columns["links"])
     return SpanRecord(
-        trace_id=row[0],
-        span_id=row[1],
-        parent_span_id=row[2],
-        name=row[3],
-        kind=SpanKind(row[4]),
-        start_ns=row[5],
-        end_ns=row[6],
-        status_code=StatusCode(row[7]),
-        status_message=row[8],
-        rollout_id=row[9],
-        attempt_id=row[10],
-        experiment=row[11],
-        scope_name=row[12],
-        scope_version=row[13],
-        attributes=_decode(row[14]),
+        trace_id=columns["trace_id"],
+        span_id=columns["span_id"],
+        parent_span_id=columns["parent_span_id"],
+        name=columns["name"],
+        kind=SpanKind(columns["kind"]),
+        start_ns=columns["start_ns"],
+        end_ns=columns["end_ns"],
+        status_code=StatusCode(columns["status_code"]),
+        status_message=columns["status_message"],
+        rollout_id=columns["rollout_id"],
+        attempt_id=columns["attempt_id"],
+        experiment=columns["experiment"],
+        scope_name=columns["scope_name"],
+        scope_version=columns["scope_version"],
+        attributes=_decode(columns["attributes"]),
         events=tuple(SpanEvent(e["name"], e["time_ns"], e["attributes"]) for e in events),
         links=tuple(SpanLink(lk["trace_id"], lk["span_id"], lk["attributes"]) for lk in links),
-        resource=_decode(row[17]),
+        resource=_decode(columns["resource"]),
     )
 
 

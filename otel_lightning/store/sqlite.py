@@ -19,6 +19,7 @@ from dataclasses import replace
 from otel_lightning._validate import valid_name
 from otel_lightning.exceptions import ConflictError, NotFoundError, StaleAttemptError
 from otel_lightning.resources import JSON, Resource, ResourceVersion
+from otel_lightning.spans.encoded import EncodedSpan
 from otel_lightning.spans.records import LogRecord, SpanRecord
 from otel_lightning.store.base import SpanQuery, Store
 from otel_lightning.store.rows import (
@@ -35,7 +36,6 @@ from otel_lightning.store.rows import (
     scrub,
     seconds_ns,
     span_from_row,
-    spans_to_rows,
     version_from_row,
 )
 from otel_lightning.store.sqlite_schema import (
@@ -382,16 +382,15 @@ class SQLiteStore(Store):
 
     # --- Spans and logs ----------------------------------------------------------------------------------
 
-    def add_spans(self, spans: Sequence[SpanRecord]) -> int:
+    def add_encoded_spans(self, spans: Sequence[EncodedSpan]) -> int:
         if not spans:
             return 0
-        rows = spans_to_rows(spans)  # outside the lock: conversion is much of the cost
         try:
-            return self._insert(SPAN_INSERT, rows)
+            return self._insert(SPAN_INSERT, spans)
         except UnicodeEncodeError:
-            # Text decoded from OTLP JSON may hold lone surrogates, which SQLite cannot take: store them
-            # replaced rather than lose the batch (the failed transaction was rolled back).
-            return self._insert(SPAN_INSERT, [scrub(r) for r in rows])
+            # Text from OTLP JSON may hold lone surrogates, which SQLite cannot take (encode_span replaces
+            # them; a caller's own rows may not): store them replaced rather than lose the batch.
+            return self._insert(SPAN_INSERT, [scrub(r) for r in spans])
 
     def add_logs(self, logs: Sequence[LogRecord]) -> int:
         if not logs:
@@ -402,7 +401,7 @@ class SQLiteStore(Store):
         except UnicodeEncodeError:
             return self._insert(LOG_INSERT, [scrub(r) for r in rows])
 
-    def _insert(self, sql: str, rows: list[Row]) -> int:
+    def _insert(self, sql: str, rows: Sequence[Row]) -> int:
         with self._db.write() as conn:
             before = conn.total_changes
             conn.executemany(sql, rows)

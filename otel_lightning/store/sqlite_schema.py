@@ -22,9 +22,11 @@ from contextlib import contextmanager
 from otel_lightning.exceptions import ConfigError, OtelLightningError, OverloadedError
 from otel_lightning.store.rows import (
     ATTEMPT_COLUMNS,
+    LEGACY_SPAN_COLUMNS,
     LOG_COLUMNS,
     ROLLOUT_COLUMNS,
     SPAN_COLUMNS,
+    SPAN_READ_COLUMNS,
     VERSION_COLUMNS,
 )
 
@@ -158,7 +160,14 @@ _V1: Migration = (
     "CREATE INDEX logs_by_trace ON logs (trace_id, time_ns) WHERE trace_id IS NOT NULL",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1,)
+_V2: Migration = (
+    # Spans keep their OTLP message (spans/encoded.py): ingest no longer decodes attributes into JSON. Rows
+    # written before stay as they are (read through the JSON columns, which newer rows leave empty).
+    "ALTER TABLE spans ADD COLUMN otlp_span BLOB",
+    "ALTER TABLE spans ADD COLUMN otlp_resource BLOB",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
 """Every migration in order; append new ones, never edit a released one."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -197,8 +206,13 @@ VERSION_SELECT = f"SELECT {columns(VERSION_COLUMNS)} FROM resource_versions"
 VERSION_INSERT = (
     f"INSERT INTO resource_versions ({columns(VERSION_COLUMNS)}) VALUES ({marks(len(VERSION_COLUMNS))})"
 )
-SPAN_SELECT = f"SELECT {columns(SPAN_COLUMNS)} FROM spans"
-SPAN_INSERT = f"INSERT OR IGNORE INTO spans ({columns(SPAN_COLUMNS)}) VALUES ({marks(len(SPAN_COLUMNS))})"
+SPAN_SELECT = f"SELECT {columns(SPAN_READ_COLUMNS)} FROM spans"
+_EMPTY_LEGACY = ", ".join("''" for _ in LEGACY_SPAN_COLUMNS)
+SPAN_INSERT = (
+    f"INSERT OR IGNORE INTO spans ({columns(SPAN_COLUMNS)}, {columns(LEGACY_SPAN_COLUMNS)}) "
+    f"VALUES ({marks(len(SPAN_COLUMNS))}, {_EMPTY_LEGACY})"
+)
+"""Insert one :class:`~otel_lightning.spans.encoded.EncodedSpan`; a known (trace_id, span_id) is skipped."""
 LOG_SELECT = f"SELECT {columns(LOG_COLUMNS)} FROM logs"
 LOG_INSERT = f"INSERT INTO logs ({columns(LOG_COLUMNS)}) VALUES ({marks(len(LOG_COLUMNS))})"
 # Expiry needs the attempt, its deadline and its rollout's limits in one pass.

@@ -23,6 +23,7 @@ from starlette.testclient import TestClient
 from otel_lightning import semconv
 from otel_lightning.collector.app import create_app
 from otel_lightning.config import ServerSettings
+from otel_lightning.spans.encoded import EncodedSpan
 from otel_lightning.spans.records import SpanRecord
 from otel_lightning.store.base import SpanQuery
 from otel_lightning.store.sqlite import SQLiteStore
@@ -170,9 +171,9 @@ class SlowStore(SQLiteStore):
         super().__init__(":memory:")
         self.release = threading.Event()
 
-    def add_spans(self, spans: Sequence[SpanRecord]) -> int:
+    def add_encoded_spans(self, spans: Sequence[EncodedSpan]) -> int:
         self.release.wait(10)
-        return super().add_spans(spans)
+        return super().add_encoded_spans(spans)
 
 
 def test_full_ingest_queue_answers_503_with_retry_after() -> None:

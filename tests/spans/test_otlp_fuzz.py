@@ -7,6 +7,7 @@ import json
 import re
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -14,6 +15,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from otel_lightning.exceptions import DecodeError
+from otel_lightning.spans.encoded import decode_encoded_spans, record_of
 from otel_lightning.spans.otlp import OtlpFormat, decode_logs, decode_traces
 
 FUZZ = settings(
@@ -152,6 +154,8 @@ log_documents = objects(
 
 
 def check_decodes_or_raises_decode_error(body: bytes, fmt: OtlpFormat) -> None:
+    if fmt is OtlpFormat.PROTOBUF:
+        check_encoded_spans_agree(body)
     for decode in (decode_traces, decode_logs):
         try:
             batch = decode(body, fmt)
@@ -162,6 +166,19 @@ def check_decodes_or_raises_decode_error(body: bytes, fmt: OtlpFormat) -> None:
             assert record.trace_id is None or HEX_ID.fullmatch(record.trace_id)
             assert record.span_id is None or HEX_ID.fullmatch(record.span_id)
         assert batch.rejected >= 0 and bool(batch.error_message) == (batch.rejected > 0)
+
+
+def check_encoded_spans_agree(body: bytes) -> None:
+    """The stored form of a protobuf body reads back as the records decoded from it, or both refuse it."""
+    try:
+        records = decode_traces(body, OtlpFormat.PROTOBUF)
+    except DecodeError:
+        with pytest.raises(DecodeError):
+            decode_encoded_spans(body)
+        return
+    encoded = decode_encoded_spans(body)
+    assert [record_of(s) for s in encoded.records] == records.records
+    assert encoded.rejected == records.rejected
 
 
 @FUZZ

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +22,11 @@ from otel_lightning.resources import PromptTemplate
 from otel_lightning.spans.records import SpanKind, SpanRecord
 from otel_lightning.store.base import SpanQuery
 from otel_lightning.store.open import open_store
-from otel_lightning.store.rows import SPAN_COLUMNS, resources_json, rollout_to_row, spans_to_rows
+from otel_lightning.store.rows import resources_json, rollout_to_row
 from otel_lightning.store.sqlite import SQLiteStore
 from otel_lightning.types import Claim, Rollout, RolloutFilter, RolloutStatus, Task
 from tests.conftest import free_port
+from tests.store.legacy_rows import V1_SPAN_COLUMNS, v1_span_row
 
 if TYPE_CHECKING:
     from conftest import FakeClock
@@ -88,14 +90,15 @@ def test_pg_upgrades_a_version_1_database_in_place(postgres_url: str) -> None:
     store opens it, keeping its data."""
     old = Rollout("old", "exp", {"q": 1}, RolloutStatus.QUEUED, 5, 5, 3, 0, None)
     prompt = resources_json({"p": PromptTemplate("v1 {x}")})
+    old_spans = [span(1, 0), replace(span(1, 1), resource={"service.name": "old"}, status_message="x")]
     with psycopg.connect(postgres_url) as conn:
         assert postgres_schema.migrate(conn, postgres_schema.MIGRATIONS[:1]) == 0
         with conn.transaction():
             conn.execute(postgres_schema.ROLLOUT_INSERT, (*rollout_to_row(old), None))
             conn.execute(postgres_schema.VERSION_INSERT, ("exp", 1, prompt, 7, "{}"))
-        with conn.cursor() as cur, cur.copy(f"COPY spans ({', '.join(SPAN_COLUMNS)}) FROM STDIN") as copy:
-            for row in spans_to_rows([span(1, 0), span(1, 1)]):
-                copy.write_row(row)
+        with conn.cursor() as cur, cur.copy(f"COPY spans ({', '.join(V1_SPAN_COLUMNS)}) FROM STDIN") as copy:
+            for record in old_spans:
+                copy.write_row(v1_span_row(record))
         conn.commit()
         assert postgres_schema.schema_version(conn) == 1
         assert conn.execute("SELECT to_regclass('rollouts_by_version')").fetchone() == (None,)
@@ -103,15 +106,18 @@ def test_pg_upgrades_a_version_1_database_in_place(postgres_url: str) -> None:
     with PostgresStore(postgres_url) as store:
         assert store.get_rollout("old") == old
         assert store.get_resources("exp").prompt("p").template == "v1 {x}"
-        assert len(store.get_spans(SpanQuery(attempt_id="a1"))) == 2
+        assert store.get_spans(SpanQuery(attempt_id="a1")) == old_spans  # read through the JSON columns
+        new = span(1, 2, attributes={"new": True})
+        assert store.add_spans([new, old_spans[0]]) == 1  # dedup holds across both kinds of rows
+        assert store.get_spans(SpanQuery(attempt_id="a1")) == [*old_spans, new]
         claimed = store.claim("w", "req", ["exp"])
         assert claimed is not None and claimed.attempt.resource_version == 1
 
     with psycopg.connect(postgres_url) as conn:
-        assert postgres_schema.schema_version(conn) == postgres_schema.SCHEMA_VERSION == 2
+        assert postgres_schema.schema_version(conn) == postgres_schema.SCHEMA_VERSION == 3
         assert conn.execute("SELECT to_regclass('rollouts_by_version')").fetchone() != (None,)
         versions = conn.execute("SELECT version FROM otel_lightning_schema ORDER BY version").fetchall()
-        assert versions == [(1,), (2,)]
+        assert versions == [(1,), (2,), (3,)]
 
 
 def test_pg_refuses_a_newer_schema(postgres_url: str) -> None:
@@ -262,8 +268,12 @@ def test_pg_text_postgresql_cannot_hold_is_replaced_not_lost(postgres_url: str) 
         odd = span(2, 0, name="nul\x00here", attributes={"lone": "\ud800!"})
         assert store.add_spans([odd, span(2, 1)]) == 2
         got = store.get_spans(SpanQuery(trace_id=odd.trace_id))
-        assert [s.name for s in got] == ["nul\ufffdhere", "step"]
-        assert got[0].attributes == {"lone": "\ufffd!"}
+        # The span's message (bytea) keeps the NUL; only the text column it is also indexed by replaces it.
+        assert [s.name for s in got] == ["nul\x00here", "step"]
+        assert got[0].attributes == {"lone": "\ufffd!"}  # UTF-8 has no lone surrogates: replaced
+        with store._db.transaction() as conn:
+            column = conn.execute("SELECT name FROM spans ORDER BY span_id LIMIT 1").fetchone()
+        assert column == ("nul\ufffdhere",)
 
 
 def test_pg_overlapping_span_batches_from_two_replicas(replicas: tuple[PostgresStore, PostgresStore]) -> None:
