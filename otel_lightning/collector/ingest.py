@@ -110,9 +110,21 @@ class IngestQueue:
                 return
 
     def _write(self, group: list[_Job], size: int) -> None:
+        error = self._store_group(group)
+        errors = [error] * len(group)
+        if error is not None and len(group) > 1:
+            # One bad request must not fail the others it was grouped with: write each on its own, so that
+            # only the requests that fail alone are refused.
+            errors = [self._store_group([job]) for job in group]
+        with self._lock:
+            self._pending -= size
+        for job, job_error in zip(group, errors, strict=True):
+            job.loop.call_soon_threadsafe(_resolve, job.future, job_error)
+
+    def _store_group(self, group: list[_Job]) -> BaseException | None:
+        """Write the group's records in one transaction per signal; the error to answer with, if any."""
         spans = [s for job in group for s in job.spans]
         logs = [lg for job in group for lg in job.logs]
-        error: BaseException | None = None
         try:
             if spans:
                 self._store.add_encoded_spans(spans)
@@ -121,11 +133,8 @@ class IngestQueue:
                 self._store.add_logs(logs)
         except Exception as exc:  # the requests get 503 and their exporters retry
             logger.exception("writing %d spans and %d logs failed", len(spans), len(logs))
-            error = OverloadedError(f"storage error: {type(exc).__name__}; retry later")
-        with self._lock:
-            self._pending -= size
-        for job in group:
-            job.loop.call_soon_threadsafe(_resolve, job.future, error)
+            return OverloadedError(f"storage error: {type(exc).__name__}; retry later")
+        return None
 
 
 def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:

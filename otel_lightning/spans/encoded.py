@@ -29,10 +29,10 @@ from otel_lightning.spans.otlp import (
     ZERO_SPAN_ID,
     DecodedBatch,
     decode_attributes,
-    id_problem,
     parse_message,
     rejection,
     span_from_message,
+    span_problem,
 )
 from otel_lightning.spans.otlp_json import key_values, span_message
 from otel_lightning.spans.records import SpanEvent, SpanKind, SpanLink, SpanRecord, StatusCode
@@ -74,7 +74,7 @@ def decode_encoded_spans(body: bytes) -> DecodedBatch[EncodedSpan]:
     """Encoded spans of an (already decompressed) protobuf ``ExportTraceServiceRequest``.
 
     The same spans as :func:`otel_lightning.spans.otlp.decode_traces` would give, rejected alike (malformed
-    ids), with the same rollout identity (string attributes only).
+    ids, times past int64), with the same rollout identity (string attributes only).
 
     Raises:
         DecodeError: the body is not a protobuf trace export request.
@@ -90,7 +90,7 @@ def decode_encoded_spans(body: bytes) -> DecodedBatch[EncodedSpan]:
             scope = scope_spans.scope
             scope_name, scope_version = scope.name, scope.version
             for span in scope_spans.spans:
-                problem = id_problem(span)
+                problem = span_problem(span)
                 if problem:
                     rejected += 1
                     reason = reason or problem

@@ -252,7 +252,7 @@ def _decode_traces_protobuf(body: bytes) -> DecodedBatch[SpanRecord]:
             scope = scope_spans.scope
             scope_name, scope_version = scope.name, scope.version
             for span in scope_spans.spans:
-                problem = id_problem(span)
+                problem = span_problem(span)
                 if problem:
                     rejected += 1
                     reason = reason or problem
@@ -266,8 +266,12 @@ def _decode_traces_protobuf(body: bytes) -> DecodedBatch[SpanRecord]:
     return DecodedBatch(records, rejected, rejection("span", rejected, reason))
 
 
-def id_problem(span: Any) -> str:
-    """Why a parsed ``Span`` message's ids are unusable; empty when they are fine."""
+MAX_TIME_NS = 1 << 63
+"""Times at or past this (the year 2262) are refused: the stores keep times as signed 64-bit integers."""
+
+
+def span_problem(span: Any) -> str:
+    """Why a parsed ``Span`` message cannot be stored (malformed ids, times past int64); empty if it can."""
     trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
     if (
         len(trace_id) != 16
@@ -280,6 +284,13 @@ def id_problem(span: Any) -> str:
             f"trace_id must be 16 bytes and span_id 8 bytes, not all zero, parent_span_id empty "
             f"or 8 bytes (got {trace_id.hex()!r}, {span_id.hex()!r}, {parent.hex()!r})"
         )
+    return time_problem(span.start_time_unix_nano, span.end_time_unix_nano)
+
+
+def time_problem(*times_ns: int) -> str:
+    """Why these times cannot be stored (past int64); empty if they can."""
+    if any(t >= MAX_TIME_NS for t in times_ns):
+        return f"times must be below 2**63 ns (got {', '.join(map(str, times_ns))})"
     return ""
 
 
@@ -346,6 +357,11 @@ def _decode_logs_protobuf(body: bytes) -> DecodedBatch[LogRecord]:
                         f"trace_id must be empty or 16 bytes and span_id empty or 8 bytes "
                         f"(got {trace_id.hex()!r}, {span_id.hex()!r})"
                     )
+                    continue
+                problem = time_problem(log.time_unix_nano, log.observed_time_unix_nano)
+                if problem:
+                    rejected += 1
+                    reason = reason or problem
                     continue
                 records.append(
                     log_record(

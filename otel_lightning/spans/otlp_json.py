@@ -40,6 +40,7 @@ from otel_lightning.spans.otlp import (
     rejection,
     span_kind,
     status_code,
+    time_problem,
 )
 from otel_lightning.spans.records import LogRecord, SpanEvent, SpanLink, SpanRecord
 
@@ -230,6 +231,13 @@ def decode_traces_json(body: bytes) -> DecodedBatch[SpanRecord]:
                         f"{span.get('parentSpanId')!r})"
                     )
                     continue
+                start_ns = _integer(_field(span, "startTimeUnixNano", "start_time_unix_nano"), "start")
+                end_ns = _integer(_field(span, "endTimeUnixNano", "end_time_unix_nano"), "end")
+                problem = time_problem(start_ns, end_ns)
+                if problem:
+                    rejected += 1
+                    reason = reason or problem
+                    continue
                 attributes = _attributes(span.get("attributes"))
                 status = _object(span.get("status"), "status")
                 rollout_id, attempt_id, experiment = identity(attributes)
@@ -240,8 +248,8 @@ def decode_traces_json(body: bytes) -> DecodedBatch[SpanRecord]:
                         parent_span_id=parent.hex() if any(parent) else None,
                         name=_string(span.get("name"), "name"),
                         kind=span_kind(_enum(span.get("kind"), _KIND_NAMES, "kind")),
-                        start_ns=_integer(_field(span, "startTimeUnixNano", "start_time_unix_nano"), "start"),
-                        end_ns=_integer(_field(span, "endTimeUnixNano", "end_time_unix_nano"), "end"),
+                        start_ns=start_ns,
+                        end_ns=end_ns,
                         attributes=attributes,
                         events=tuple(_event(event) for event in _list(span.get("events"), "events")),
                         links=tuple(_links(span.get("links"))),
@@ -300,12 +308,19 @@ def decode_logs_json(body: bytes) -> DecodedBatch[LogRecord]:
                         f"(got {log.get('traceId')!r}, {log.get('spanId')!r})"
                     )
                     continue
+                time_ns = _integer(_field(log, "timeUnixNano", "time_unix_nano"), "timeUnixNano")
+                observed_ns = _integer(
+                    _field(log, "observedTimeUnixNano", "observed_time_unix_nano"), "observedTime"
+                )
+                problem = time_problem(time_ns, observed_ns)
+                if problem:
+                    rejected += 1
+                    reason = reason or problem
+                    continue
                 records.append(
                     log_record(
-                        _integer(_field(log, "timeUnixNano", "time_unix_nano"), "timeUnixNano"),
-                        _integer(
-                            _field(log, "observedTimeUnixNano", "observed_time_unix_nano"), "observedTime"
-                        ),
+                        time_ns,
+                        observed_ns,
                         trace_id,
                         span_id,
                         _enum(_field(log, "severityNumber", "severity_number"), _SEVERITY_NAMES, "severity"),

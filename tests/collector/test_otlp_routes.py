@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import threading
@@ -22,8 +23,10 @@ from starlette.testclient import TestClient
 
 from otel_lightning import semconv
 from otel_lightning.collector.app import create_app
+from otel_lightning.collector.ingest import IngestQueue
 from otel_lightning.config import ServerSettings
-from otel_lightning.spans.encoded import EncodedSpan
+from otel_lightning.exceptions import OverloadedError
+from otel_lightning.spans.encoded import EncodedSpan, decode_encoded_spans
 from otel_lightning.spans.records import SpanRecord
 from otel_lightning.store.base import SpanQuery
 from otel_lightning.store.sqlite import SQLiteStore
@@ -199,3 +202,92 @@ def test_full_ingest_queue_answers_503_with_retry_after() -> None:
         thread.join(10)
         assert first == [200]
         assert len(store.get_spans(SpanQuery(attempt_id="a1"))) == 10
+
+
+def test_spans_and_logs_with_times_past_int64_are_rejected_not_the_request(
+    client: TestClient, store: SQLiteStore
+) -> None:
+    """Times at or past 2**63 ns cannot be stored: those items are refused (partial success), others kept."""
+    request = trace_request(3)
+    request.resource_spans[0].scope_spans[0].spans[1].end_time_unix_nano = 2**64 - 1
+    response = client.post("/v1/traces", content=request.SerializeToString(), headers=PROTOBUF)
+    assert response.status_code == 200
+    answer = ExportTraceServiceResponse()
+    answer.ParseFromString(response.content)
+    assert answer.partial_success.rejected_spans == 1
+    assert "2**63" in answer.partial_success.error_message
+    assert [s.name for s in stored(store)] == ["span-0", "span-2"]
+
+    document = {
+        "resourceSpans": [
+            {
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            {
+                                "traceId": "0c" * 16,
+                                "spanId": "01" * 8,
+                                "name": "late",
+                                "endTimeUnixNano": "9" * 19,
+                            },
+                            {
+                                "traceId": "0c" * 16,
+                                "spanId": "02" * 8,
+                                "name": "fine",
+                                "endTimeUnixNano": "5",
+                            },
+                        ]
+                    }
+                ]
+            }
+        ]
+    }
+    answer_json = client.post("/v1/traces", json=document).json()
+    assert answer_json["partialSuccess"]["rejectedSpans"] == "1"
+    assert [s.name for s in store.get_spans(SpanQuery(trace_id="0c" * 16))] == ["fine"]
+
+    logs = ExportLogsServiceRequest()
+    records = logs.resource_logs.add().scope_logs.add().log_records
+    records.add(time_unix_nano=2**63, severity_text="late")
+    records.add(time_unix_nano=5, severity_text="fine")
+    assert client.post("/v1/logs", content=logs.SerializeToString(), headers=PROTOBUF).status_code == 200
+    assert [lg.severity_text for lg in store.get_logs(SpanQuery())] == ["fine"]
+
+
+class PickyStore(SQLiteStore):
+    """A real SQLite store that fails any write holding a span named "poison"."""
+
+    def __init__(self) -> None:
+        super().__init__(":memory:")
+        self.writes: list[int] = []
+
+    def add_encoded_spans(self, spans: Sequence[EncodedSpan]) -> int:
+        self.writes.append(len(spans))
+        if any(s.name == "poison" for s in spans):
+            raise RuntimeError("cannot store this one")
+        return super().add_encoded_spans(spans)
+
+
+def test_a_request_the_store_refuses_does_not_fail_the_requests_grouped_with_it() -> None:
+    store = PickyStore()
+    queue = IngestQueue(store)
+    poison = trace_request(2, trace_byte=9)
+    poison.resource_spans[0].scope_spans[0].spans[0].name = "poison"
+
+    async def send_together() -> list[BaseException | None]:
+        jobs = [
+            asyncio.ensure_future(queue.put(spans=decode_encoded_spans(request.SerializeToString()).records))
+            for request in (trace_request(3), poison, trace_request(2, trace_byte=5))
+        ]
+        await asyncio.sleep(0.05)  # all three are queued before the writer starts: one group
+        queue.start()
+        return await asyncio.gather(*jobs, return_exceptions=True)
+
+    try:
+        results = asyncio.run(send_together())
+    finally:
+        queue.stop()
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], OverloadedError)
+    assert store.writes[0] == 7  # first tried as one group, then request by request
+    assert len(store.get_spans(SpanQuery())) == 5
