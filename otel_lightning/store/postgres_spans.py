@@ -48,6 +48,7 @@ class PostgresSpanStore(SpanStore):
         with conn.cursor() as cur:
             if self._span_write == "copy":
                 with cur.copy(sql.SPAN_COPY) as copy:
+                    copy.set_types(sql.SPAN_COPY_TYPES)
                     for row in rows:
                         copy.write_row(row)
                 cur.execute(sql.SPAN_FROM_STAGE)
