@@ -15,12 +15,18 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
+from otel_lightning.exceptions import ERRORS_BY_CODE, ApiError, OtelLightningError
 from otel_lightning.resources import JSON, Resource, ResourceVersion
 from otel_lightning.spans.records import LogRecord, SpanRecord
 from otel_lightning.spans.trajectory import RewardMatching, Trajectory
 from otel_lightning.types import Attempt, Claim, Outcome, Rollout, RolloutFilter, Task
 
 T = TypeVar("T")
+
+MAX_CLAIM_BATCH = 256
+"""Most claims the server hands out for one :func:`claim_batch` (collector/api_routes.py)."""
+MAX_COMPLETE_BATCH = 256
+"""Most completions the server takes in one :func:`complete_batch` (collector/api_routes.py)."""
 
 
 class Retry(StrEnum):
@@ -42,6 +48,18 @@ class Call(Generic[T]):
     retry: Retry = Retry.IDEMPOTENT
     wait_s: float = 0.0
     """How long the server may hold the request (long-poll); added to the client's read timeout."""
+
+
+def error_from_problem(problem: Any, status: int) -> OtelLightningError:
+    """The exception a problem document stands for: the class its ``type`` names, else :class:`ApiError`."""
+    if isinstance(problem, Mapping):
+        code, detail = problem.get("type", ""), str(problem.get("detail", ""))
+    else:
+        code, detail = "", str(problem)[:500]
+    cls = ERRORS_BY_CODE.get(code)
+    if cls is not None:
+        return cls(detail)
+    return ApiError(f"HTTP {status}: {detail}", status)
 
 
 def _seg(value: str) -> str:
@@ -165,6 +183,24 @@ def complete(attempt_id: str, outcome: Outcome) -> Call[Attempt]:
     return Call(
         "POST", f"/api/v1/attempts/{_seg(attempt_id)}/complete", Attempt.from_json, body=outcome.to_json()
     )
+
+
+def complete_batch(items: Sequence[tuple[str, Outcome]]) -> Call[list[Attempt | OtelLightningError]]:
+    """Complete many attempts in one request (at most :data:`MAX_COMPLETE_BATCH`); one answer per item, in
+    order: the ended attempt, or the error that item met (as an exception, not raised)."""
+    body = {"completions": [{"attempt_id": a, "outcome": o.to_json()} for a, o in items]}
+    return Call("POST", "/api/v1/attempts/complete", _completion_results, body=body)
+
+
+def _completion_results(body: Any) -> list[Attempt | OtelLightningError]:
+    results: list[Attempt | OtelLightningError] = []
+    for item in body["results"]:
+        if "attempt" in item:
+            results.append(Attempt.from_json(item["attempt"]))
+        else:
+            error = item["error"]
+            results.append(error_from_problem(error, int(error.get("status", 500))))
+    return results
 
 
 def get_attempt(attempt_id: str) -> Call[Attempt]:

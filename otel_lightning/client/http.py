@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 
 import httpx
 
-from otel_lightning.client.calls import Call, Retry
+from otel_lightning.client.calls import Call, Retry, error_from_problem
 from otel_lightning.config import ClientSettings
-from otel_lightning.exceptions import ERRORS_BY_CODE, ApiError, OtelLightningError
+from otel_lightning.exceptions import OtelLightningError
 
 logger = logging.getLogger(__name__)
 
@@ -50,13 +50,9 @@ class RetryPolicy:
 def _error(response: httpx.Response) -> OtelLightningError:
     try:
         problem = response.json()
-        code, detail = problem.get("type", ""), problem.get("detail", response.text)
     except ValueError:
-        code, detail = "", response.text[:500]
-    cls = ERRORS_BY_CODE.get(code)
-    if cls is not None:
-        return cls(detail)
-    return ApiError(f"HTTP {response.status_code}: {detail}", response.status_code)
+        problem = {"detail": response.text[:500]}
+    return error_from_problem(problem, response.status_code)
 
 
 def _parse(call: Call[T], response: httpx.Response) -> T:

@@ -23,13 +23,14 @@ import threading
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from opentelemetry.trace import Status, StatusCode
 
 from otel_lightning import semconv
 from otel_lightning.client import calls
+from otel_lightning.client.batching import BatchGroup
 from otel_lightning.client.flush import FlushGroup
 from otel_lightning.client.http import AsyncApiClient
 from otel_lightning.config import ClientSettings
@@ -37,9 +38,11 @@ from otel_lightning.exceptions import NotFoundError, OtelLightningError, Overloa
 from otel_lightning.instrumentation.context import RolloutContext, rollout_scope
 from otel_lightning.instrumentation.setup import Instrumentation, instrument
 from otel_lightning.resources import ResourceVersion
-from otel_lightning.types import AttemptStatus, Claim, Outcome
+from otel_lightning.types import Attempt, AttemptStatus, Claim, Outcome
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 AgentFunction = Callable[[Any, ResourceVersion], "float | Awaitable[float | None] | None"]
 """``agent(task_input, resources) -> reward | None``, sync or async."""
@@ -151,6 +154,9 @@ class Worker:
         self._processor = instrumentation.rollout_processor
         self._flush = FlushGroup(instrumentation.force_flush)
         self._api = AsyncApiClient(self.settings)
+        self._completions: BatchGroup[tuple[str, Outcome], Attempt] = BatchGroup(
+            self._complete_batch, calls.MAX_COMPLETE_BATCH
+        )
         slots = _Slots(self.concurrency, max_rollouts)
         running: set[asyncio.Task[None]] = set()
         try:
@@ -178,7 +184,7 @@ class Worker:
                 slots.freed.clear()
                 await _first(slots.freed.wait(), self._stop.wait())
                 continue
-            claims = await self._claim(wanted)
+            claims = await self._claim(min(wanted, calls.MAX_CLAIM_BATCH))
             if not claims:
                 if running:
                     idle_since = loop.time()
@@ -327,15 +333,20 @@ class Worker:
                 logger.warning("heartbeat for %s failed (%s); will retry", attempt_id, exc)
 
     async def _complete(self, attempt_id: str, outcome: Outcome) -> bool:
-        """Report the outcome; False when the server had already ended the attempt."""
+        """Report the outcome; False when the server had already ended the attempt.
+
+        Completions that end while one batch request is in flight go together in the next one."""
         try:
-            await self._retry_forever(lambda: self._api.call(calls.complete(attempt_id, outcome)))
+            await self._completions((attempt_id, outcome))
         except StaleAttemptError as exc:
             logger.warning("completion of %s refused: %s", attempt_id, exc)
             return False
         return True
 
-    async def _retry_forever(self, send: Callable[[], Awaitable[Any]]) -> Any:
+    async def _complete_batch(self, items: list[tuple[str, Outcome]]) -> list[Attempt | OtelLightningError]:
+        return await self._retry_forever(lambda: self._api.call(calls.complete_batch(items)))
+
+    async def _retry_forever(self, send: Callable[[], Awaitable[T]]) -> T:
         """Send until the server answers (it may be restarting); domain errors are raised."""
         delay = 0.2
         while True:

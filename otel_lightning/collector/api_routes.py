@@ -19,11 +19,12 @@ from starlette.routing import Route
 from otel_lightning import __version__
 from otel_lightning._validate import check, optional, require
 from otel_lightning.collector.notify import Topic
+from otel_lightning.collector.problems import problem_body
 from otel_lightning.collector.request_io import call_store, read_object, store_of
-from otel_lightning.exceptions import ValidationError
+from otel_lightning.exceptions import OtelLightningError, OverloadedError, ValidationError
 from otel_lightning.resources import decode_resources
 from otel_lightning.store.base import Store
-from otel_lightning.types import Claim, Outcome, Rollout, RolloutFilter, RolloutStatus, Task
+from otel_lightning.types import Attempt, Claim, Outcome, Rollout, RolloutFilter, RolloutStatus, Task
 
 MAX_BATCH = 10_000
 """Most tasks one enqueue request may carry."""
@@ -251,6 +252,53 @@ async def complete(request: Request) -> Response:
     return JSONResponse(attempt.to_json())
 
 
+MAX_COMPLETE_BATCH = 256
+"""Most completions one batch request may carry (client/calls.py ``MAX_COMPLETE_BATCH`` matches it)."""
+
+
+def _completion(item: Any, i: int) -> tuple[str, Outcome]:
+    where = f"completions[{i}]"
+    check(item, dict, where)
+    return require(item, "attempt_id", str, where), Outcome.from_json(require(item, "outcome", dict, where))
+
+
+def _complete_each(store: Store, items: list[tuple[str, Outcome]]) -> list[Attempt | OtelLightningError]:
+    """Complete each attempt on its own; a domain error is that item's answer (runs in a worker thread).
+
+    An overloaded store fails the whole request (503, so the client sends it again): completion is
+    idempotent, so the items already completed are answered the same the second time.
+    """
+    results: list[Attempt | OtelLightningError] = []
+    for attempt_id, outcome in items:
+        try:
+            results.append(store.complete(attempt_id, outcome))
+        except OverloadedError:
+            raise
+        except OtelLightningError as exc:
+            results.append(exc)
+    return results
+
+
+def _result(found: Attempt | OtelLightningError) -> dict[str, Any]:
+    if isinstance(found, Attempt):
+        return {"attempt": found.to_json()}
+    return {"error": problem_body(found.http_status, found.code, str(found))}
+
+
+async def complete_batch(request: Request) -> Response:
+    """Report many attempts' outcomes at once; each is completed on its own, and ``results`` answers each
+    in request order with ``attempt`` or ``error`` (a problem document), so one stale attempt does not fail
+    the others. A malformed item fails the whole request (400) before any is completed."""
+    body = await read_object(request)
+    raw = require(body, "completions", list, "request")
+    if not 1 <= len(raw) <= MAX_COMPLETE_BATCH:
+        raise ValidationError(f"completions must hold 1 to {MAX_COMPLETE_BATCH} items")
+    items = [_completion(item, i) for i, item in enumerate(raw)]
+    results = await call_store(request, _complete_each, store_of(request), items)
+    request.app.state.notifier.notify(Topic.ROLLOUTS)
+    return JSONResponse({"results": [_result(r) for r in results]})
+
+
 async def get_attempt(request: Request) -> Response:
     attempt = await call_store(request, store_of(request).get_attempt, request.path_params["attempt_id"])
     return JSONResponse(attempt.to_json())
@@ -300,6 +348,8 @@ ROUTES = [
     Route("/api/v1/rollouts/{rollout_id}/attempts", list_attempts, methods=["GET"]),
     Route("/api/v1/claims", claim, methods=["POST"]),
     Route("/api/v1/claims/batch", claim_batch, methods=["POST"]),
+    # Before the {attempt_id} routes, so "complete" is never read as an attempt id.
+    Route("/api/v1/attempts/complete", complete_batch, methods=["POST"]),
     Route("/api/v1/attempts/{attempt_id}", get_attempt, methods=["GET"]),
     Route("/api/v1/attempts/{attempt_id}/heartbeat", heartbeat, methods=["POST"]),
     Route("/api/v1/attempts/{attempt_id}/complete", complete, methods=["POST"]),

@@ -270,6 +270,39 @@ PATHS: dict[str, Any] = {
             },
         ),
     },
+    "/api/v1/attempts/complete": {
+        "post": _op(
+            "Report many attempts' outcomes; each item is answered on its own (attempt or error)",
+            {
+                "type": "object",
+                "properties": {
+                    "results": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {"attempt": _ref("Attempt"), "error": _ref("Problem")},
+                        },
+                    }
+                },
+            },
+            {
+                "type": "object",
+                "required": ["completions"],
+                "properties": {
+                    "completions": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 256,
+                        "items": {
+                            "type": "object",
+                            "required": ["attempt_id", "outcome"],
+                            "properties": {"attempt_id": {"type": "string"}, "outcome": _ref("Outcome")},
+                        },
+                    }
+                },
+            },
+        ),
+    },
     "/api/v1/attempts/{attempt_id}": {
         "get": _op("Get an attempt", _ref("Attempt"), params=_ATTEMPT, errors=(404,))
     },

@@ -15,9 +15,14 @@ logger = logging.getLogger(__name__)
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 
+def problem_body(status: int, code: str, detail: str) -> dict[str, str | int]:
+    """A problem document: ``type`` (the error code), ``title``, ``status`` and ``detail``."""
+    return {"type": code, "title": code.replace("-", " "), "status": status, "detail": detail}
+
+
 def problem(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """A problem document response."""
-    body = {"type": code, "title": code.replace("-", " "), "status": status, "detail": detail}
+    body = problem_body(status, code, detail)
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
