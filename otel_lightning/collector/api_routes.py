@@ -21,7 +21,7 @@ from otel_lightning._validate import check, optional, require
 from otel_lightning.collector.notify import Topic
 from otel_lightning.collector.problems import problem_body
 from otel_lightning.collector.request_io import call_store, read_object, store_of
-from otel_lightning.exceptions import OtelLightningError, OverloadedError, ValidationError
+from otel_lightning.exceptions import OtelLightningError, ValidationError
 from otel_lightning.resources import decode_resources
 from otel_lightning.store.base import Store
 from otel_lightning.types import Attempt, Claim, Outcome, Rollout, RolloutFilter, RolloutStatus, Task
@@ -179,13 +179,8 @@ def _claim_up_to(
 ) -> list[Claim]:
     """Up to ``count`` claims; the i-th uses request id ``{request_id}/{i}``, so a retried batch returns the
     same claims (runs in a worker thread)."""
-    claims: list[Claim] = []
-    for i in range(count):
-        found = store.claim(worker_id, f"{request_id}/{i}" if count > 1 else request_id, experiments, lease_s)
-        if found is None:
-            break
-        claims.append(found)
-    return claims
+    request_ids = [f"{request_id}/{i}" for i in range(count)] if count > 1 else [request_id]
+    return store.claim_many(worker_id, request_ids, experiments, lease_s)
 
 
 async def _claim_long_poll(request: Request, body: dict[str, Any], count: int) -> list[Claim]:
@@ -262,23 +257,6 @@ def _completion(item: Any, i: int) -> tuple[str, Outcome]:
     return require(item, "attempt_id", str, where), Outcome.from_json(require(item, "outcome", dict, where))
 
 
-def _complete_each(store: Store, items: list[tuple[str, Outcome]]) -> list[Attempt | OtelLightningError]:
-    """Complete each attempt on its own; a domain error is that item's answer (runs in a worker thread).
-
-    An overloaded store fails the whole request (503, so the client sends it again): completion is
-    idempotent, so the items already completed are answered the same the second time.
-    """
-    results: list[Attempt | OtelLightningError] = []
-    for attempt_id, outcome in items:
-        try:
-            results.append(store.complete(attempt_id, outcome))
-        except OverloadedError:
-            raise
-        except OtelLightningError as exc:
-            results.append(exc)
-    return results
-
-
 def _result(found: Attempt | OtelLightningError) -> dict[str, Any]:
     if isinstance(found, Attempt):
         return {"attempt": found.to_json()}
@@ -294,7 +272,7 @@ async def complete_batch(request: Request) -> Response:
     if not 1 <= len(raw) <= MAX_COMPLETE_BATCH:
         raise ValidationError(f"completions must hold 1 to {MAX_COMPLETE_BATCH} items")
     items = [_completion(item, i) for i, item in enumerate(raw)]
-    results = await call_store(request, _complete_each, store_of(request), items)
+    results = await call_store(request, store_of(request).complete_many, items)
     request.app.state.notifier.notify(Topic.ROLLOUTS)
     return JSONResponse({"results": [_result(r) for r in results]})
 

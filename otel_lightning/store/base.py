@@ -25,6 +25,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from otel_lightning._validate import valid_name
+from otel_lightning.exceptions import NotFoundError, OtelLightningError, StaleAttemptError
 from otel_lightning.resources import JSON, Resource, ResourceVersion
 from otel_lightning.spans.encoded import EncodedSpan, encode_span
 from otel_lightning.spans.records import LogRecord, SpanRecord
@@ -47,6 +49,27 @@ class RolloutQueue(ABC):
         Returns None when nothing is queued. A repeated ``request_id`` returns the claim it made before.
         """
 
+    def claim_many(
+        self,
+        worker_id: str,
+        request_ids: Sequence[str],
+        experiments: Sequence[str] = (),
+        lease_s: float = 30.0,
+    ) -> list[Claim]:
+        """:meth:`claim` for each request id in turn, stopping when nothing is left to claim.
+
+        A store may do them all in one transaction; by default each is a :meth:`claim` of its own.
+        """
+        for request_id in request_ids:  # bad arguments claim nothing, not some
+            valid_name(request_id, "request_id")
+        claims: list[Claim] = []
+        for request_id in request_ids:
+            found = self.claim(worker_id, request_id, experiments, lease_s)
+            if found is None:
+                break
+            claims.append(found)
+        return claims
+
     @abstractmethod
     def heartbeat(self, attempt_id: str, lease_s: float = 30.0) -> Attempt:
         """Extend a running attempt's lease; StaleAttemptError if it is no longer running."""
@@ -54,6 +77,20 @@ class RolloutQueue(ABC):
     @abstractmethod
     def complete(self, attempt_id: str, outcome: Outcome) -> Attempt:
         """End a running attempt and decide its rollout; repeating the same completion is allowed."""
+
+    def complete_many(self, items: Sequence[tuple[str, Outcome]]) -> list[Attempt | OtelLightningError]:
+        """:meth:`complete` for each (attempt id, outcome), in order: the ended attempt, or the error that
+        item met (StaleAttemptError, NotFoundError) returned in its place, not raised.
+
+        A store may do them all in one transaction; by default each is a :meth:`complete` of its own.
+        """
+        results: list[Attempt | OtelLightningError] = []
+        for attempt_id, outcome in items:
+            try:
+                results.append(self.complete(attempt_id, outcome))
+            except (StaleAttemptError, NotFoundError) as exc:
+                results.append(exc)
+        return results
 
 
 class RolloutLedger(ABC):

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from otel_lightning._validate import valid_name
-from otel_lightning.exceptions import ConflictError, NotFoundError, StaleAttemptError
+from otel_lightning.exceptions import ConflictError, NotFoundError, OtelLightningError, StaleAttemptError
 from otel_lightning.resources import JSON, Resource, ResourceVersion
 from otel_lightning.spans.encoded import EncodedSpan
 from otel_lightning.spans.records import LogRecord, SpanRecord
@@ -115,46 +115,69 @@ class SQLiteStore(Store):
     def claim(
         self, worker_id: str, request_id: str, experiments: Sequence[str] = (), lease_s: float = 30.0
     ) -> Claim | None:
+        claims = self.claim_many(worker_id, [request_id], experiments, lease_s)
+        return claims[0] if claims else None
+
+    def claim_many(
+        self,
+        worker_id: str,
+        request_ids: Sequence[str],
+        experiments: Sequence[str] = (),
+        lease_s: float = 30.0,
+    ) -> list[Claim]:
         lease_ns = seconds_ns(lease_s, "lease_s")
         valid_name(worker_id, "worker_id")
-        valid_name(request_id, "request_id")
+        for request_id in request_ids:
+            valid_name(request_id, "request_id")
         wanted = (experiments,) if isinstance(experiments, str) else tuple(experiments)
-        with self._db.write() as conn:
-            known = conn.execute(
-                "SELECT attempt_id FROM claims WHERE request_id = ?", (request_id,)
-            ).fetchone()
-            if known is not None:
-                attempt = self._attempt(conn, known[0])
-                return Claim(self._rollout(conn, attempt.rollout_id), attempt)
-            picked = self._oldest_queued(conn, wanted)
-            if picked is None:
-                return None
-            rollout, pinned = rollout_from_row(picked[2:]), picked[1]
-            now = self._clock()
-            attempt = Attempt(
-                attempt_id=uuid.uuid4().hex,
-                rollout_id=rollout.rollout_id,
-                experiment=rollout.experiment,
-                sequence=rollout.attempt_count + 1,
-                status=AttemptStatus.RUNNING,
-                worker_id=worker_id,
-                resource_version=pinned
-                if pinned is not None
-                else self._latest_version(conn, rollout.experiment),
-                started_ns=now,
-                lease_expires_ns=now + lease_ns,
-            )
-            deadline = now + int(rollout.timeout_s * 1e9) if rollout.timeout_s is not None else None
-            conn.execute(ATTEMPT_INSERT, (*attempt_to_row(attempt), deadline))
-            conn.execute(
-                "UPDATE rollouts SET status = 'running', attempt_id = ?, attempt_count = ?, "
-                "resource_version = ?, updated_ns = ? WHERE rollout_id = ?",
-                (attempt.attempt_id, attempt.sequence, attempt.resource_version, now, rollout.rollout_id),
-            )
-            conn.execute(
-                "INSERT INTO claims (request_id, attempt_id, created_ns) VALUES (?, ?, ?)",
-                (request_id, attempt.attempt_id, now),
-            )
+        claims: list[Claim] = []
+        with self._db.write() as conn:  # one transaction for them all: one commit, not one per claim
+            for request_id in request_ids:
+                found = self._claim_in(conn, worker_id, request_id, wanted, lease_ns)
+                if found is None:
+                    break
+                claims.append(found)
+        return claims
+
+    def _claim_in(
+        self,
+        conn: sqlite3.Connection,
+        worker_id: str,
+        request_id: str,
+        experiments: Sequence[str],
+        lease_ns: int,
+    ) -> Claim | None:
+        known = conn.execute("SELECT attempt_id FROM claims WHERE request_id = ?", (request_id,)).fetchone()
+        if known is not None:
+            attempt = self._attempt(conn, known[0])
+            return Claim(self._rollout(conn, attempt.rollout_id), attempt)
+        picked = self._oldest_queued(conn, experiments)
+        if picked is None:
+            return None
+        rollout, pinned = rollout_from_row(picked[2:]), picked[1]
+        now = self._clock()
+        attempt = Attempt(
+            attempt_id=uuid.uuid4().hex,
+            rollout_id=rollout.rollout_id,
+            experiment=rollout.experiment,
+            sequence=rollout.attempt_count + 1,
+            status=AttemptStatus.RUNNING,
+            worker_id=worker_id,
+            resource_version=pinned if pinned is not None else self._latest_version(conn, rollout.experiment),
+            started_ns=now,
+            lease_expires_ns=now + lease_ns,
+        )
+        deadline = now + int(rollout.timeout_s * 1e9) if rollout.timeout_s is not None else None
+        conn.execute(ATTEMPT_INSERT, (*attempt_to_row(attempt), deadline))
+        conn.execute(
+            "UPDATE rollouts SET status = 'running', attempt_id = ?, attempt_count = ?, "
+            "resource_version = ?, updated_ns = ? WHERE rollout_id = ?",
+            (attempt.attempt_id, attempt.sequence, attempt.resource_version, now, rollout.rollout_id),
+        )
+        conn.execute(
+            "INSERT INTO claims (request_id, attempt_id, created_ns) VALUES (?, ?, ?)",
+            (request_id, attempt.attempt_id, now),
+        )
         rollout = replace(
             rollout,
             status=RolloutStatus.RUNNING,
@@ -188,35 +211,50 @@ class SQLiteStore(Store):
     def complete(self, attempt_id: str, outcome: Outcome) -> Attempt:
         int64(outcome.span_count, "outcome.span_count")
         with self._db.write() as conn:
-            attempt = self._attempt(conn, attempt_id)
-            if attempt.status is not AttemptStatus.RUNNING:
-                # Only a completion ends an attempt as succeeded or failed: the same status is a retry.
-                if attempt.status is outcome.status:
-                    return attempt
-                raise StaleAttemptError(f"attempt {attempt_id} is {attempt.status.value}, not running")
-            current = conn.execute(
-                "SELECT status, attempt_id FROM rollouts WHERE rollout_id = ?", (attempt.rollout_id,)
-            ).fetchone()
-            if current != (RolloutStatus.RUNNING.value, attempt_id):
-                raise StaleAttemptError(f"attempt {attempt_id} is no longer its rollout's current attempt")
-            now = self._clock()
-            ended = replace(
-                attempt,
-                status=outcome.status,
-                ended_ns=now,
-                reward=outcome.reward,
-                error=outcome.error,
-                span_count=outcome.span_count,
-            )
-            conn.execute(
-                "UPDATE attempts SET status = ?, ended_ns = ?, reward = ?, error = ?, span_count = ? "
-                "WHERE attempt_id = ?",
-                (ended.status.value, now, ended.reward, ended.error, ended.span_count, attempt_id),
-            )
-            conn.execute(
-                "UPDATE rollouts SET status = ?, reward = ?, error = ?, updated_ns = ? WHERE rollout_id = ?",
-                (outcome.status.value, outcome.reward, outcome.error, now, attempt.rollout_id),
-            )
+            return self._complete_in(conn, attempt_id, outcome)
+
+    def complete_many(self, items: Sequence[tuple[str, Outcome]]) -> list[Attempt | OtelLightningError]:
+        for _, outcome in items:
+            int64(outcome.span_count, "outcome.span_count")
+        results: list[Attempt | OtelLightningError] = []
+        with self._db.write() as conn:  # one transaction for them all: one commit, not one per completion
+            for attempt_id, outcome in items:
+                try:  # _complete_in checks before it writes: a refused item has changed nothing
+                    results.append(self._complete_in(conn, attempt_id, outcome))
+                except (StaleAttemptError, NotFoundError) as exc:
+                    results.append(exc)
+        return results
+
+    def _complete_in(self, conn: sqlite3.Connection, attempt_id: str, outcome: Outcome) -> Attempt:
+        attempt = self._attempt(conn, attempt_id)
+        if attempt.status is not AttemptStatus.RUNNING:
+            # Only a completion ends an attempt as succeeded or failed: the same status is a retry.
+            if attempt.status is outcome.status:
+                return attempt
+            raise StaleAttemptError(f"attempt {attempt_id} is {attempt.status.value}, not running")
+        current = conn.execute(
+            "SELECT status, attempt_id FROM rollouts WHERE rollout_id = ?", (attempt.rollout_id,)
+        ).fetchone()
+        if current != (RolloutStatus.RUNNING.value, attempt_id):
+            raise StaleAttemptError(f"attempt {attempt_id} is no longer its rollout's current attempt")
+        now = self._clock()
+        ended = replace(
+            attempt,
+            status=outcome.status,
+            ended_ns=now,
+            reward=outcome.reward,
+            error=outcome.error,
+            span_count=outcome.span_count,
+        )
+        conn.execute(
+            "UPDATE attempts SET status = ?, ended_ns = ?, reward = ?, error = ?, span_count = ? "
+            "WHERE attempt_id = ?",
+            (ended.status.value, now, ended.reward, ended.error, ended.span_count, attempt_id),
+        )
+        conn.execute(
+            "UPDATE rollouts SET status = ?, reward = ?, error = ?, updated_ns = ? WHERE rollout_id = ?",
+            (outcome.status.value, outcome.reward, outcome.error, now, attempt.rollout_id),
+        )
         return ended
 
     # --- Control -----------------------------------------------------------------------------------------

@@ -226,6 +226,43 @@ def test_repeated_completion_is_idempotent(store: Store, clock: FakeClock) -> No
     assert store.get_rollout(c.rollout.rollout_id) == rollout
 
 
+def test_claim_many_claims_in_order_until_the_queue_is_empty(store: Store) -> None:
+    store.enqueue([Task(input=i) for i in range(3)])
+    claims = store.claim_many("worker-1", ["b/0", "b/1", "b/2", "b/3"])
+    assert [c.rollout.input for c in claims] == [0, 1, 2]
+    assert all(c.attempt.status is AttemptStatus.RUNNING for c in claims)
+    # Retried with the same request ids: the same attempts, and nothing more is claimed.
+    store.enqueue([Task(input=3)])
+    again = store.claim_many("worker-1", ["b/0", "b/1", "b/2"])
+    assert [c.attempt.attempt_id for c in again] == [c.attempt.attempt_id for c in claims]
+    assert store.list_rollouts(RolloutFilter(statuses=(RolloutStatus.QUEUED,)))[0].input == 3
+    assert store.claim_many("worker-1", []) == []
+    with pytest.raises(ValidationError):
+        store.claim_many("worker-1", ["ok", ""])
+    assert store.list_rollouts(RolloutFilter(statuses=(RolloutStatus.QUEUED,)))[0].input == 3
+
+
+def test_complete_many_answers_each_item_on_its_own(store: Store, clock: FakeClock) -> None:
+    store.enqueue([Task(input=i) for i in range(3)])
+    first, second, third = (claim(store, f"r{i}") for i in range(3))
+    store.cancel(second.rollout.rollout_id)
+    clock.advance(1)
+    results = store.complete_many(
+        [
+            (first.attempt.attempt_id, SUCCEEDED),
+            (second.attempt.attempt_id, SUCCEEDED),  # cancelled meanwhile: stale
+            ("no-such-attempt", SUCCEEDED),
+            (third.attempt.attempt_id, FAILED),
+        ]
+    )
+    assert [type(r).__name__ for r in results] == ["Attempt", "StaleAttemptError", "NotFoundError", "Attempt"]
+    assert store.get_rollout(first.rollout.rollout_id).status is RolloutStatus.SUCCEEDED
+    assert store.get_rollout(second.rollout.rollout_id).status is RolloutStatus.CANCELLED
+    assert store.get_rollout(third.rollout.rollout_id).status is RolloutStatus.FAILED
+    # A repeated batch is answered alike, and changes nothing.
+    assert store.complete_many([(first.attempt.attempt_id, SUCCEEDED)]) == [results[0]]
+
+
 def test_expire_requeues_until_max_attempts_then_fails(store: Store, clock: FakeClock) -> None:
     (rollout,) = store.enqueue([Task(input=1, max_attempts=2)])
     first = claim(store, "r1", lease_s=5)
