@@ -26,6 +26,7 @@ from otel_lightning._validate import valid_name
 from otel_lightning.exceptions import (
     ConfigError,
     NotFoundError,
+    OtelLightningError,
     StaleAttemptError,
 )
 from otel_lightning.store import postgres_schema as sql
@@ -53,6 +54,10 @@ from otel_lightning.types import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+class _NothingQueued(Exception):
+    """No rollout left to claim (rolls back the claim's savepoint)."""
 
 
 class PostgresStore(PostgresResourceStore, PostgresSpanStore, Store):
@@ -135,63 +140,88 @@ class PostgresStore(PostgresResourceStore, PostgresSpanStore, Store):
     def claim(
         self, worker_id: str, request_id: str, experiments: Sequence[str] = (), lease_s: float = 30.0
     ) -> Claim | None:
+        claims = self.claim_many(worker_id, [request_id], experiments, lease_s)
+        return claims[0] if claims else None
+
+    def claim_many(
+        self,
+        worker_id: str,
+        request_ids: Sequence[str],
+        experiments: Sequence[str] = (),
+        lease_s: float = 30.0,
+    ) -> list[Claim]:
         lease_ns = seconds_ns(lease_s, "lease_s")
         valid_name(worker_id, "worker_id")
-        valid_name(request_id, "request_id")
+        for request_id in request_ids:
+            valid_name(request_id, "request_id")
         wanted = [experiments] if isinstance(experiments, str) else sorted(set(experiments))
 
-        def work(conn: Connection) -> Claim | None:
-            now = self._clock()
-            attempt_id = uuid.uuid4().hex
-            # The request id first: a retry of this claim, here or on another replica, waits for this
-            # transaction and then finds the claim it made, instead of claiming a second rollout.
-            taken = conn.execute(
-                "INSERT INTO claims (request_id, attempt_id, created_ns) VALUES (%s, %s, %s) "
-                "ON CONFLICT (request_id) DO NOTHING",
-                (request_id, attempt_id, now),
-            ).rowcount
-            if taken == 0:
-                (known,) = one(conn, "SELECT attempt_id FROM claims WHERE request_id = %s", (request_id,))
-                attempt = _attempt(conn, known)
-                return Claim(_rollout(conn, attempt.rollout_id), attempt)
-            if wanted:
-                picked = conn.execute(sql.OLDEST_QUEUED_OF, (wanted,)).fetchone()
-            else:
-                picked = conn.execute(sql.OLDEST_QUEUED).fetchone()
-            if picked is None:
-                conn.rollback()  # nothing claimed: the request id stays free for its retry
-                return None
-            rollout, pinned = rollout_from_row(picked[1:]), picked[0]
-            attempt = Attempt(
-                attempt_id=attempt_id,
-                rollout_id=rollout.rollout_id,
-                experiment=rollout.experiment,
-                sequence=rollout.attempt_count + 1,
-                status=AttemptStatus.RUNNING,
-                worker_id=worker_id,
-                resource_version=pinned if pinned is not None else latest_version(conn, rollout.experiment),
-                started_ns=now,
-                lease_expires_ns=now + lease_ns,
-            )
-            deadline = now + int(rollout.timeout_s * 1e9) if rollout.timeout_s is not None else None
-            conn.execute(sql.ATTEMPT_INSERT, (*attempt_to_row(attempt), deadline))
-            conn.execute(
-                "UPDATE rollouts SET status = 'running', attempt_id = %s, attempt_count = %s, "
-                "resource_version = %s, updated_ns = %s WHERE rollout_id = %s",
-                (attempt.attempt_id, attempt.sequence, attempt.resource_version, now, rollout.rollout_id),
-            )
-            notify(conn, "rollouts")
-            rollout = replace(
-                rollout,
-                status=RolloutStatus.RUNNING,
-                attempt_id=attempt.attempt_id,
-                attempt_count=attempt.sequence,
-                resource_version=attempt.resource_version,
-                updated_ns=now,
-            )
-            return Claim(rollout, attempt)
+        def work(conn: Connection) -> list[Claim]:
+            # One transaction for the batch (one commit), a savepoint for each claim.
+            claims: list[Claim] = []
+            for request_id in request_ids:
+                try:
+                    with conn.transaction():
+                        claims.append(self._claim_in(conn, worker_id, request_id, wanted, lease_ns))
+                except _NothingQueued:
+                    break
+            if claims:
+                notify(conn, "rollouts")
+            return claims
 
         return self._db.retrying(work)
+
+    def _claim_in(
+        self, conn: Connection, worker_id: str, request_id: str, wanted: list[str], lease_ns: int
+    ) -> Claim:
+        """One claim inside a savepoint; _NothingQueued (which rolls the savepoint back) when none is left."""
+        now = self._clock()
+        attempt_id = uuid.uuid4().hex
+        # The request id first: a retry of this claim, here or on another replica, waits for this
+        # transaction and then finds the claim it made, instead of claiming a second rollout.
+        taken = conn.execute(
+            "INSERT INTO claims (request_id, attempt_id, created_ns) VALUES (%s, %s, %s) "
+            "ON CONFLICT (request_id) DO NOTHING",
+            (request_id, attempt_id, now),
+        ).rowcount
+        if taken == 0:
+            (known,) = one(conn, "SELECT attempt_id FROM claims WHERE request_id = %s", (request_id,))
+            attempt = _attempt(conn, known)
+            return Claim(_rollout(conn, attempt.rollout_id), attempt)
+        if wanted:
+            picked = conn.execute(sql.OLDEST_QUEUED_OF, (wanted,)).fetchone()
+        else:
+            picked = conn.execute(sql.OLDEST_QUEUED).fetchone()
+        if picked is None:
+            raise _NothingQueued  # the savepoint is rolled back: the request id stays free for its retry
+        rollout, pinned = rollout_from_row(picked[1:]), picked[0]
+        attempt = Attempt(
+            attempt_id=attempt_id,
+            rollout_id=rollout.rollout_id,
+            experiment=rollout.experiment,
+            sequence=rollout.attempt_count + 1,
+            status=AttemptStatus.RUNNING,
+            worker_id=worker_id,
+            resource_version=pinned if pinned is not None else latest_version(conn, rollout.experiment),
+            started_ns=now,
+            lease_expires_ns=now + lease_ns,
+        )
+        deadline = now + int(rollout.timeout_s * 1e9) if rollout.timeout_s is not None else None
+        conn.execute(sql.ATTEMPT_INSERT, (*attempt_to_row(attempt), deadline))
+        conn.execute(
+            "UPDATE rollouts SET status = 'running', attempt_id = %s, attempt_count = %s, "
+            "resource_version = %s, updated_ns = %s WHERE rollout_id = %s",
+            (attempt.attempt_id, attempt.sequence, attempt.resource_version, now, rollout.rollout_id),
+        )
+        rollout = replace(
+            rollout,
+            status=RolloutStatus.RUNNING,
+            attempt_id=attempt.attempt_id,
+            attempt_count=attempt.sequence,
+            resource_version=attempt.resource_version,
+            updated_ns=now,
+        )
+        return Claim(rollout, attempt)
 
     def heartbeat(self, attempt_id: str, lease_s: float = 30.0) -> Attempt:
         lease_ns = seconds_ns(lease_s, "lease_s")
@@ -208,47 +238,68 @@ class PostgresStore(PostgresResourceStore, PostgresSpanStore, Store):
 
     def complete(self, attempt_id: str, outcome: Outcome) -> Attempt:
         int64(outcome.span_count, "outcome.span_count")
-        error = outcome.error.replace("\x00", "\ufffd") if outcome.error else outcome.error
 
         def work(conn: Connection) -> Attempt:
-            # The rollout first, as every change to an attempt does; then the attempt cannot change under us
-            # (a heartbeat only moves its lease).
-            current = conn.execute(
-                "SELECT status, attempt_id FROM rollouts "
-                "WHERE rollout_id = (SELECT rollout_id FROM attempts WHERE attempt_id = %s) FOR UPDATE",
-                (attempt_id,),
-            ).fetchone()
-            attempt = _attempt(conn, attempt_id)
-            if attempt.status is not AttemptStatus.RUNNING:
-                # Only a completion ends an attempt as succeeded or failed: the same status is a retry.
-                if attempt.status is outcome.status:
-                    return attempt
-                raise StaleAttemptError(f"attempt {attempt_id} is {attempt.status.value}, not running")
-            if current != (RolloutStatus.RUNNING.value, attempt_id):
-                raise StaleAttemptError(f"attempt {attempt_id} is no longer its rollout's current attempt")
-            now = self._clock()
-            ended = replace(
-                attempt,
-                status=outcome.status,
-                ended_ns=now,
-                reward=outcome.reward,
-                error=error,
-                span_count=outcome.span_count,
-            )
-            conn.execute(
-                "UPDATE attempts SET status = %s, ended_ns = %s, reward = %s, error = %s, span_count = %s "
-                "WHERE attempt_id = %s",
-                (ended.status.value, now, ended.reward, ended.error, ended.span_count, attempt_id),
-            )
-            conn.execute(
-                "UPDATE rollouts SET status = %s, reward = %s, error = %s, updated_ns = %s "
-                "WHERE rollout_id = %s",
-                (outcome.status.value, outcome.reward, error, now, attempt.rollout_id),
-            )
+            ended = self._complete_in(conn, attempt_id, outcome)
             notify(conn, "rollouts")
             return ended
 
         return self._db.retrying(work)
+
+    def complete_many(self, items: Sequence[tuple[str, Outcome]]) -> list[Attempt | OtelLightningError]:
+        for _, outcome in items:
+            int64(outcome.span_count, "outcome.span_count")
+
+        def work(conn: Connection) -> list[Attempt | OtelLightningError]:
+            # One transaction for the batch (one commit); a refused item rolls back only its savepoint.
+            results: list[Attempt | OtelLightningError] = []
+            for attempt_id, outcome in items:
+                try:
+                    with conn.transaction():
+                        results.append(self._complete_in(conn, attempt_id, outcome))
+                except (StaleAttemptError, NotFoundError) as exc:
+                    results.append(exc)
+            notify(conn, "rollouts")
+            return results
+
+        return self._db.retrying(work)
+
+    def _complete_in(self, conn: Connection, attempt_id: str, outcome: Outcome) -> Attempt:
+        error = outcome.error.replace("\x00", "\ufffd") if outcome.error else outcome.error
+        # The rollout first, as every change to an attempt does; then the attempt cannot change under us
+        # (a heartbeat only moves its lease).
+        current = conn.execute(
+            "SELECT status, attempt_id FROM rollouts "
+            "WHERE rollout_id = (SELECT rollout_id FROM attempts WHERE attempt_id = %s) FOR UPDATE",
+            (attempt_id,),
+        ).fetchone()
+        attempt = _attempt(conn, attempt_id)
+        if attempt.status is not AttemptStatus.RUNNING:
+            # Only a completion ends an attempt as succeeded or failed: the same status is a retry.
+            if attempt.status is outcome.status:
+                return attempt
+            raise StaleAttemptError(f"attempt {attempt_id} is {attempt.status.value}, not running")
+        if current != (RolloutStatus.RUNNING.value, attempt_id):
+            raise StaleAttemptError(f"attempt {attempt_id} is no longer its rollout's current attempt")
+        now = self._clock()
+        ended = replace(
+            attempt,
+            status=outcome.status,
+            ended_ns=now,
+            reward=outcome.reward,
+            error=error,
+            span_count=outcome.span_count,
+        )
+        conn.execute(
+            "UPDATE attempts SET status = %s, ended_ns = %s, reward = %s, error = %s, span_count = %s "
+            "WHERE attempt_id = %s",
+            (ended.status.value, now, ended.reward, ended.error, ended.span_count, attempt_id),
+        )
+        conn.execute(
+            "UPDATE rollouts SET status = %s, reward = %s, error = %s, updated_ns = %s WHERE rollout_id = %s",
+            (outcome.status.value, outcome.reward, error, now, attempt.rollout_id),
+        )
+        return ended
 
     # --- Control -----------------------------------------------------------------------------------------
 
