@@ -2,10 +2,13 @@
 
     python bench/bench_codec.py [--quick]
 
-Cases: 100- and 512-span requests, protobuf and JSON, uncompressed and gzip'd (decompression included),
-and protobuf parsing alone for reference. Single-threaded, so one core. Each case decodes its request
-repeatedly for ``--seconds``; the table shows the best and the median call (a shared machine's load moves
-the median more than the best; the load average is recorded).
+Cases, for 100- and 512-span requests: protobuf -> encoded spans (``decode_encoded_spans``, what the server
+does with a protobuf request), protobuf and JSON -> span records (``decode_traces``; the server decodes JSON
+this way, then encodes the records), each uncompressed and gzip'd (decompression included); protobuf parsing
+alone for reference; and reading back, encoded spans -> records (``record_of``, what a span query pays per
+span). Single-threaded, so one core. Each case runs repeatedly for ``--seconds``; the table shows the best
+and the median call (a shared machine's load moves the median more than the best; the load average is
+recorded).
 Writes bench/results/codec.json.
 """
 
@@ -31,6 +34,7 @@ from google.protobuf.internal import api_implementation  # noqa: E402
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 
 from bench._fixtures import llm_span_request, llm_span_request_json  # noqa: E402
+from otel_lightning.spans.encoded import EncodedSpan, decode_encoded_spans, record_of  # noqa: E402
 from otel_lightning.spans.otlp import OtlpFormat, decode_traces, decompress  # noqa: E402
 
 CAP = 64 << 20
@@ -46,6 +50,14 @@ def pin(cpu: int | None) -> str:
 
 def decode_gzipped(body: bytes, fmt: OtlpFormat) -> object:
     return decode_traces(decompress(body, "gzip", CAP), fmt)
+
+
+def decode_encoded_gzipped(body: bytes) -> object:
+    return decode_encoded_spans(decompress(body, "gzip", CAP))
+
+
+def read_back(spans: list[EncodedSpan]) -> object:
+    return [record_of(span) for span in spans]
 
 
 def measure(work: Callable[[], object], seconds: float) -> list[float]:
@@ -79,19 +91,29 @@ def main() -> None:
             OtlpFormat.JSON: llm_span_request_json(n_spans, seed=n_spans),
         }
         protobuf = bodies[OtlpFormat.PROTOBUF]
-        cases: list[tuple[str, str, bytes, Callable[[], object]]] = [
+        zipped = gzip.compress(protobuf, 6)
+        encoded = decode_encoded_spans(protobuf).records
+        # A stored row's bytes: the two messages and the index columns' text (8 per integer).
+        row_bytes = sum(
+            len(v) if isinstance(v, str | bytes) else 8 for s in encoded for v in s if v is not None
+        )
+        cases: list[tuple[str, str, int, Callable[[], object]]] = [
             (
                 "protobuf (ParseFromString only)",
                 "",
-                protobuf,
+                len(protobuf),
                 partial(ExportTraceServiceRequest.FromString, protobuf),
-            )
+            ),
+            ("protobuf -> encoded spans", "", len(protobuf), partial(decode_encoded_spans, protobuf)),
+            ("protobuf -> encoded spans", "gzip", len(zipped), partial(decode_encoded_gzipped, zipped)),
         ]
         for fmt, body in bodies.items():
             zipped = gzip.compress(body, 6)
-            cases.append((fmt.value, "", body, partial(decode_traces, body, fmt)))
-            cases.append((fmt.value, "gzip", zipped, partial(decode_gzipped, zipped, fmt)))
-        for name, encoding, body, work in cases:
+            name = f"{fmt.value} -> records"
+            cases.append((name, "", len(body), partial(decode_traces, body, fmt)))
+            cases.append((name, "gzip", len(zipped), partial(decode_gzipped, zipped, fmt)))
+        cases.append(("encoded spans -> records (record_of)", "", row_bytes, partial(read_back, encoded)))
+        for name, encoding, size, work in cases:
             timings = measure(work, seconds)
             best, median = min(timings), statistics.median(timings)
             rows.append(
@@ -99,8 +121,8 @@ def main() -> None:
                     "spans_per_request": n_spans,
                     "format": name,
                     "encoding": encoding or "identity",
-                    "body_bytes": len(body),
-                    "bytes_per_span": round(len(body) / n_spans),
+                    "body_bytes": size,
+                    "bytes_per_span": round(size / n_spans),
                     "spans_per_s_best": round(n_spans / best),
                     "spans_per_s_median": round(n_spans / median),
                     "ms_per_request_best": round(best * 1e3, 3),
@@ -110,14 +132,14 @@ def main() -> None:
             )
             row = rows[-1]
             print(
-                f"{n_spans:>5}  {name:<32} {row['encoding']:<9} {row['bytes_per_span']:>6} B/span "
+                f"{n_spans:>5}  {name:<36} {row['encoding']:<9} {row['bytes_per_span']:>6} B/span "
                 f"{row['spans_per_s_best']:>9,} best {row['spans_per_s_median']:>9,} median spans/s",
                 flush=True,
             )
 
     result = {
         "benchmark": "codec",
-        "what": "decode_traces spans/s on one core (decompress included for gzip rows)",
+        "what": "OTLP decode and record_of read-back, spans/s on one core (gzip rows include decompression)",
         "python": platform.python_version(),
         "protobuf": google.protobuf.__version__,
         "protobuf_backend": api_implementation.Type(),

@@ -1,10 +1,13 @@
-"""Benchmark the PostgreSQL store: span ingest (COPY and pipelined INSERT) and queue cycles.
+"""Benchmark the PostgreSQL store: span ingest (binary COPY and pipelined INSERT) and queue cycles.
 
 Run: ``python bench/bench_store_postgres.py [--admin URL] [--spans N] [--runs N] [--cycles N]``. It creates a
 scratch database on the server that ``--admin`` reaches (default: the local one), a fresh schema per run,
-and drops the database at the end. Spans are the realistic ~3 KiB chat-completion spans of
-bench/bench_store.py. Prints a table and writes bench/results/store_postgres.json. Rates are wall-clock;
-"per cpu-s" divides by this process's CPU time (conversion and the driver), leaving out PostgreSQL's.
+and drops the database at the end. Spans are the realistic ~3.4 KiB chat-completion spans of
+bench/bench_store.py, decoded from protobuf export requests into encoded spans as the server does; ingest
+times ``add_encoded_spans`` alone, and the two conversions (request -> encoded spans, records -> encoded
+spans) are timed apart as in bench/bench_store.py. Prints a table and writes
+bench/results/store_postgres.json. Rates are wall-clock; "per cpu-s" divides by this process's CPU time (the
+driver), leaving out PostgreSQL's.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
-from bench_store import make_batches
+from bench_store import convert, make_requests
 
-from otel_lightning.store.base import SpanQuery
+from otel_lightning.spans.encoded import EncodedSpan
 from otel_lightning.store.postgres import PostgresStore
 from otel_lightning.store.postgres_spans import SpanWrite
 from otel_lightning.types import AttemptStatus, Outcome, Task
@@ -61,44 +64,57 @@ def _timed(fn: Callable[[], object]) -> tuple[float, float]:
 
 
 def bench_ingest(db: str, total: int, batch: int, runs: int, mode: SpanWrite) -> dict[str, object]:
-    wall_rates, cpu_rates, dup_rates = [], [], []
-    for _ in range(runs):
-        batches = make_batches(total, batch)
-        total = len(batches) * batch
-        gc.collect()
-        gc.freeze()  # the bench holds every span; keep the collector from walking them again and again
-        store = fresh_store(db, span_write=mode, pool_size=2)
-        stored: list[int] = []
-        wall, cpu = _timed(lambda: stored.extend(store.add_spans(spans) for spans in batches))  # noqa: B023
-        wall_rates.append(total / wall)
-        cpu_rates.append(total / cpu)
-        again = batches[: max(1, len(batches) // 4)]
-        wall, _ = _timed(lambda: stored.extend(store.add_spans(spans) for spans in again))  # noqa: B023
-        dup_rates.append(len(again) * batch / wall)
-        assert sum(stored) == total, "every span is new once, and duplicates are skipped"
-        store.close()
-        gc.unfreeze()
+    requests = make_requests(total, batch)
+    rates = [_ingest_once(db, requests, mode) for _ in range(runs)]
+    wall, cpu, dups, request, record = (list(column) for column in zip(*rates, strict=True))
     return {
         "span_write": mode,
         "batch": batch,
-        "spans": total,
-        "spans_per_s": statistics.median(wall_rates),
-        "spans_per_s_best": max(wall_rates),
-        "spans_per_cpu_s": statistics.median(cpu_rates),
-        "duplicate_spans_per_s": statistics.median(dup_rates),
+        "spans": len(requests) * batch,
+        "spans_per_s": statistics.median(wall),
+        "spans_per_s_best": max(wall),
+        "spans_per_cpu_s": statistics.median(cpu),
+        "duplicate_spans_per_s": statistics.median(dups),
+        "convert_request_spans_per_s": statistics.median(request),
+        "convert_record_spans_per_s": statistics.median(record),
     }
 
 
+def _ingest_once(db: str, requests: list[bytes], mode: SpanWrite) -> tuple[float, float, float, float, float]:
+    """Spans/s of one run into a fresh schema: wall, per cpu-s, duplicates, and the two conversions."""
+    gc.collect()
+    gc.freeze()  # the bench holds every span; keep the collector from walking them again and again
+    converted = convert(requests)
+    batches = converted.batches
+    total = sum(len(spans) for spans in batches)
+    gc.freeze()
+    store = fresh_store(db, span_write=mode, pool_size=2)
+    stored: list[int] = []
+    wall, cpu = _timed(lambda: stored.extend(store.add_encoded_spans(spans) for spans in batches))
+    again = batches[: max(1, len(batches) // 4)]
+    dup_wall, _ = _timed(lambda: stored.extend(store.add_encoded_spans(spans) for spans in again))
+    assert sum(stored) == total, "every span is new once, and duplicates are skipped"
+    store.close()
+    gc.unfreeze()
+    dups = sum(len(spans) for spans in again) / dup_wall
+    return total / wall, total / cpu, dups, converted.request_spans_per_s, converted.record_spans_per_s
+
+
 def bench_threads(db: str, total: int, threads: int, batch: int, mode: SpanWrite) -> dict[str, object]:
-    """Several threads calling add_spans at once, as the writers of several replicas would."""
-    per_thread = [make_batches(total // threads, batch) for _ in range(threads)]
+    """Several threads calling add_encoded_spans at once, as the writers of several replicas would."""
+    per_thread = [
+        convert(make_requests(total // threads, batch, seed=t * total)).batches for t in range(threads)
+    ]
     gc.collect()
     gc.freeze()
     store = fresh_store(db, span_write=mode, pool_size=threads)
-    workers = [
-        threading.Thread(target=lambda b=batches: [store.add_spans(spans) for spans in b])
-        for batches in per_thread
-    ]
+    counts: list[int] = []  # the threads share it: list.append is atomic
+
+    def write(batches: list[list[EncodedSpan]]) -> None:
+        for spans in batches:
+            counts.append(store.add_encoded_spans(spans))
+
+    workers = [threading.Thread(target=write, args=(batches,)) for batches in per_thread]
 
     def run() -> None:
         for w in workers:
@@ -107,7 +123,7 @@ def bench_threads(db: str, total: int, threads: int, batch: int, mode: SpanWrite
             w.join()
 
     wall, _ = _timed(run)
-    stored = len(store.get_spans(SpanQuery(limit=10**7)))
+    stored = sum(counts)
     store.close()
     gc.unfreeze()
     return {
@@ -183,26 +199,25 @@ def main() -> None:
     load = (load_before, os.getloadavg())
     print(f"PostgreSQL {server}; psycopg {psycopg.__version__}; Python {platform.python_version()}; ", end="")
     print(f"{os.cpu_count()} cpus, load average (1/5/15 min) {load[0]} -> {load[1]}")
-    print(
-        "{:<22} {:>5} {:>9} {:>9} {:>10} {:>9}".format(
-            "add_spans", "batch", "spans/s", "best", "per cpu-s", "dups"
-        )
-    )
+    print(f"{'add_encoded_spans':<57} {'convert to encoded spans/s':>27}")
+    head = ("span_write", "batch", "spans/s", "best", "per cpu-s", "dups", "request", "records")
+    print("{:<18} {:>5} {:>9} {:>9} {:>10} {:>9}   {:>11} {:>11}".format(*head))
     for r in ingest:
         print(
-            "{:<22} {:>5} {:>9,.0f} {:>9,.0f} {:>10,.0f} {:>9,.0f}".format(
-                f"span_write={r['span_write']}",
+            "{:<18} {:>5} {:>9,.0f} {:>9,.0f} {:>10,.0f} {:>9,.0f}   {:>11,.0f} {:>11,.0f}".format(
+                r["span_write"],
                 r["batch"],
                 r["spans_per_s"],
                 r["spans_per_s_best"],
                 r["spans_per_cpu_s"],
                 r["duplicate_spans_per_s"],
+                r["convert_request_spans_per_s"],
+                r["convert_record_spans_per_s"],
             )
         )
     for t in threads:
-        print(
-            f"add_spans from {t['threads']} threads, {t['batch']}-span batches, {t['span_write']}: ", end=""
-        )
+        print(f"add_encoded_spans from {t['threads']} threads, {t['batch']}-span batches, ", end="")
+        print(f"{t['span_write']}: ", end="")
         print(f"{t['spans_per_s']:,.0f} spans/s")
     print(f"enqueue+claim+complete: {cycles['cycles_per_s']:,.0f} cycles/s in 1 thread ", end="")
     print(f"({cycles['cycles_per_cpu_s']:,.0f} per cpu-s), ", end="")
