@@ -4,7 +4,8 @@ Spans are deduplicated on (trace_id, span_id) by the primary key. Two ways to wr
 store's ``span_write``: ``"copy"`` streams the rows with COPY into a per-connection temporary table and moves
 them with one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``; ``"pipeline"`` sends one INSERT per span in
 libpq pipeline mode. Both insert in key order, so that writers of overlapping batches (a retried OTLP
-request reaching two replicas) wait for each other instead of deadlocking. bench/bench_store_postgres.py measures both.
+request reaching two replicas) wait for each other instead of deadlocking. bench/bench_store_postgres.py
+measures both.
 """
 
 from __future__ import annotations

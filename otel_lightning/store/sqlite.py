@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from itertools import chain
 
 from otel_lightning._validate import valid_name
 from otel_lightning.exceptions import ConflictError, NotFoundError, OtelLightningError, StaleAttemptError
@@ -49,7 +50,9 @@ from otel_lightning.store.sqlite_schema import (
     ROLLOUT_INSERT,
     ROLLOUT_SELECT,
     SPAN_INSERT,
+    SPAN_INSERT_MANY,
     SPAN_SELECT,
+    SPANS_PER_INSERT,
     VERSION_INSERT,
     VERSION_SELECT,
     Connections,
@@ -424,11 +427,22 @@ class SQLiteStore(Store):
         if not spans:
             return 0
         try:
-            return self._insert(SPAN_INSERT, spans)
+            return self._insert_spans(spans)
         except UnicodeEncodeError:
             # Text from OTLP JSON may hold lone surrogates, which SQLite cannot take (encode_span replaces
             # them; a caller's own rows may not): store them replaced rather than lose the batch.
-            return self._insert(SPAN_INSERT, [scrub(r) for r in spans])
+            return self._insert_spans([scrub(r) for r in spans])
+
+    def _insert_spans(self, spans: Sequence[Row]) -> int:
+        n = SPANS_PER_INSERT
+        whole = len(spans) - len(spans) % n
+        chunks = [list(chain.from_iterable(spans[i : i + n])) for i in range(0, whole, n)]
+        with self._db.write() as conn:
+            before = conn.total_changes
+            if chunks:
+                conn.executemany(SPAN_INSERT_MANY, chunks)
+            conn.executemany(SPAN_INSERT, spans[whole:])
+            return conn.total_changes - before
 
     def add_logs(self, logs: Sequence[LogRecord]) -> int:
         if not logs:
