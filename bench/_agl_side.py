@@ -9,10 +9,11 @@ counts back through the store API and writes them as JSON (``--out``).
 ``--role runners`` is the peer's documented client-server deployment for runners: ``Trainer(n_runners=C,
 tracer=OtelTracer(), strategy=ClientServerExecutionStrategy(role="runner", ...)).fit(agent)``.
 Each of the C runner processes executes one rollout at a time (``LitAgentRunner.iter``); the agent opens a
-``rollout`` span and four ``step-i`` children with the OpenTelemetry API, which the peer's ``OtelTracer``
-exports to the store's ``/v1/traces`` endpoint (its ``LightningStoreOTLPExporter`` behind a
-``SimpleSpanProcessor``). The agent returns None, so no reward span is added: five spans per rollout, like
-the otel-lightning side (``--reward`` makes it return 1.0, adding the peer's reward span: six).
+``rollout`` span and ``--spans-per-rollout`` - 1 ``step-i`` children (default 10 spans in all) with the
+OpenTelemetry API, which the peer's ``OtelTracer`` exports to the store's ``/v1/traces`` endpoint (its
+``LightningStoreOTLPExporter`` behind a ``SimpleSpanProcessor``). The agent returns None, so no reward span
+is added: the same span count as the otel-lightning side, whose worker makes the rollout span and whose agent
+the children (``--reward`` makes it return 1.0, adding the peer's reward span: one more).
 """
 
 from __future__ import annotations
@@ -38,16 +39,17 @@ DONE = ["succeeded", "failed", "cancelled"]
 
 
 class NoopAgent(agl.LitAgent[Any]):
-    """Five spans (a ``rollout`` span and four children), no work; returns None or a reward."""
+    """``spans`` spans (a ``rollout`` span and ``spans - 1`` children), no work; returns None or a reward."""
 
-    def __init__(self, reward: bool) -> None:
+    def __init__(self, spans: int, reward: bool) -> None:
         super().__init__()
+        self._children = spans - 1
         self._reward = reward
 
     async def rollout_async(self, task: Any, resources: Any, rollout: Any) -> float | None:
         tracer = trace.get_tracer("bench")
         with tracer.start_as_current_span("rollout"):
-            for i in range(4):
+            for i in range(self._children):
                 with tracer.start_as_current_span(f"step-{i}"):
                     pass
         return 1.0 if self._reward else None
@@ -58,7 +60,7 @@ def run_runners(args: argparse.Namespace) -> None:
         role="runner", server_host="127.0.0.1", server_port=args.port, n_runners=args.concurrency
     )
     trainer = agl.Trainer(n_runners=args.concurrency, tracer=OtelTracer(), strategy=strategy)
-    trainer.fit(NoopAgent(args.reward))
+    trainer.fit(NoopAgent(args.spans_per_rollout, args.reward))
 
 
 async def drive(args: argparse.Namespace) -> dict[str, Any]:
@@ -74,7 +76,8 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
         ids = [r.rollout_id for r in rollouts]
 
         cmd = [sys.executable, __file__, "--role", "runners", "--port", str(args.port)]
-        cmd += ["--concurrency", str(args.concurrency)] + (["--reward"] if args.reward else [])
+        cmd += ["--concurrency", str(args.concurrency), "--spans-per-rollout", str(args.spans_per_rollout)]
+        cmd += ["--reward"] if args.reward else []
         log = open(args.runner_log, "w")  # noqa: SIM115 - kept open for the child's lifetime
         launched = time.perf_counter()
         runners = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -114,6 +117,7 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "rollouts": args.rollouts,
         "concurrency": args.concurrency,
+        "spans_per_rollout": args.spans_per_rollout,
         "succeeded": succeeded,
         "statuses": statuses,
         "seconds": None if seconds is None else round(seconds, 3),
@@ -122,7 +126,7 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
         "enqueue_s": round(enqueue_s, 3),
         "spans_stored": stats.get("total_spans"),
         "spans_per_rollout_histogram": {str(k): v for k, v in sorted(per_rollout.items())},
-        "spans_expected": args.rollouts * (6 if args.reward else 5),
+        "spans_expected": args.rollouts * (args.spans_per_rollout + (1 if args.reward else 0)),
         "runner_exit_code": exit_code,
         "workers_registered": workers,
         "store_statistics": {k: v for k, v in stats.items() if isinstance(v, (int, float, str))},
@@ -135,6 +139,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--rollouts", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--spans-per-rollout", type=int, default=10)
     parser.add_argument("--reward", action="store_true")
     parser.add_argument("--timeout-s", type=float, default=900)
     parser.add_argument("--runner-log", default=os.devnull)

@@ -5,9 +5,11 @@ Starts `otel-lightning serve` on a free port with a SQLite file, then posts pre-
 the rate is the durable rate. Prints a table and writes bench/results/ingest_<store>_<batch>.json.
 
     python bench/bench_ingest.py [--spans 200000] [--batch 100] [--connections 8] [--postgres URL]
+                                 [--replicas N]
 
 With ``--postgres postgresql://postgres@127.0.0.1/test`` the server stores into a scratch database created on
-that server (and dropped afterwards) instead of SQLite.
+that server (and dropped afterwards) instead of SQLite; ``--replicas N`` then starts N server processes on
+that database and spreads the connections over them, as a load balancer in front of replicas would.
 """
 
 from __future__ import annotations
@@ -91,13 +93,16 @@ def start_server(db: Path | str, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("server did not start")
 
 
-async def post_all(url: str, bodies: list[bytes], connections: int) -> tuple[float, int]:
+async def post_all(url: str | list[str], bodies: list[bytes], connections: int) -> tuple[float, int]:
+    """Post every body over ``connections`` concurrent connections, spread over the server URLs in turn;
+    (seconds, 503 answers retried)."""
+    urls = [url] if isinstance(url, str) else url
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for body in bodies:
         queue.put_nowait(body)
     retries = 0
 
-    async def sender(client: httpx.AsyncClient) -> None:
+    async def sender(client: httpx.AsyncClient, url: str) -> None:
         nonlocal retries
         while not queue.empty():
             body = queue.get_nowait()
@@ -114,7 +119,7 @@ async def post_all(url: str, bodies: list[bytes], connections: int) -> tuple[flo
 
     async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=connections)) as client:
         started = time.perf_counter()
-        await asyncio.gather(*(sender(client) for _ in range(connections)))
+        await asyncio.gather(*(sender(client, urls[i % len(urls)]) for i in range(connections)))
         return time.perf_counter() - started, retries
 
 
@@ -124,6 +129,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--postgres", default=None, help="admin URL of a PostgreSQL server to bench against")
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="server processes on one PostgreSQL database (--postgres)"
+    )
     args = parser.parse_args()
     requests = args.spans // args.batch
     bodies = [llm_span_request(args.batch, seed=i) for i in range(requests)]
@@ -131,23 +139,21 @@ def main() -> None:
         db: str = (
             stack.enter_context(scratch_postgres(args.postgres)) if args.postgres else f"{tmp}/ingest.db"
         )
-        port = free_port()
-        server = start_server(db, port)
+        if args.replicas > 1 and not args.postgres:
+            parser.error("--replicas needs --postgres: replicas share a PostgreSQL database")
+        ports = [free_port() for _ in range(args.replicas)]
+        servers = [start_server(db, port) for port in ports]
+        urls = [f"http://127.0.0.1:{port}/v1/traces" for port in ports]
         try:
             # Warm up with separate ids, then measure.
-            asyncio.run(
-                post_all(
-                    f"http://127.0.0.1:{port}/v1/traces",
-                    [llm_span_request(args.batch, seed=10**6 + i) for i in range(20)],
-                    4,
-                )
-            )
-            elapsed, retries = asyncio.run(
-                post_all(f"http://127.0.0.1:{port}/v1/traces", bodies, args.connections)
-            )
+            warm_up = [llm_span_request(args.batch, seed=10**6 + i) for i in range(20)]
+            asyncio.run(post_all(urls, warm_up, 4))
+            elapsed, retries = asyncio.run(post_all(urls, bodies, args.connections))
         finally:
-            server.terminate()
-            server.wait(30)
+            for server in servers:
+                server.terminate()
+            for server in servers:
+                server.wait(30)
         stored = count_spans(db)
     spans = requests * args.batch
     result = {
@@ -155,6 +161,7 @@ def main() -> None:
         "spans": spans,
         "batch": args.batch,
         "connections": args.connections,
+        "replicas": args.replicas,
         "seconds": round(elapsed, 3),
         "spans_per_s": round(spans / elapsed),
         "requests_per_s": round(requests / elapsed, 1),
@@ -163,12 +170,16 @@ def main() -> None:
         "stored": stored,
     }
     RESULTS.mkdir(exist_ok=True)
-    name = f"ingest_{result['store']}_{args.batch}.json"
+    replicas = f"_x{args.replicas}" if args.replicas > 1 else ""
+    name = f"ingest_{result['store']}_{args.batch}{replicas}.json"
     (RESULTS / name).write_text(json.dumps(result, indent=2))
-    print(f"{'spans':>8} {'batch':>6} {'conns':>6} {'seconds':>8} {'spans/s':>9} {'stored':>8} {'503s':>5}")
     print(
-        f"{spans:>8} {args.batch:>6} {args.connections:>6} {elapsed:>8.2f} {spans / elapsed:>9.0f} "
-        f"{stored:>8} {retries:>5}"
+        f"{'store':>10} {'replicas':>8} {'spans':>8} {'batch':>6} {'conns':>6} {'seconds':>8} {'spans/s':>9} "
+        f"{'stored':>8} {'503s':>5}"
+    )
+    print(
+        f"{result['store']:>10} {args.replicas:>8} {spans:>8} {args.batch:>6} {args.connections:>6} "
+        f"{elapsed:>8.2f} {spans / elapsed:>9.0f} {stored:>8} {retries:>5}"
     )
 
 
