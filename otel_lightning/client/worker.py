@@ -34,7 +34,13 @@ from otel_lightning.client.batching import BatchGroup
 from otel_lightning.client.flush import FlushGroup
 from otel_lightning.client.http import AsyncApiClient
 from otel_lightning.config import ClientSettings
-from otel_lightning.exceptions import NotFoundError, OtelLightningError, OverloadedError, StaleAttemptError
+from otel_lightning.exceptions import (
+    ConfigError,
+    NotFoundError,
+    OtelLightningError,
+    OverloadedError,
+    StaleAttemptError,
+)
 from otel_lightning.instrumentation.context import RolloutContext, rollout_scope
 from otel_lightning.instrumentation.setup import Instrumentation, instrument
 from otel_lightning.resources import ResourceVersion
@@ -150,6 +156,14 @@ class Worker:
         instrumentation = self._instrumentation or instrument(
             self.settings.server_url, api_token=self.settings.api_token
         )
+        if self._instrumentation is None and instrumentation.settings.server_url != self.settings.server_url:
+            # instrument() is process-wide and keeps its first setup: the spans would go to another server
+            # while the outcomes come here, and every trace would look incomplete.
+            raise ConfigError(
+                f"this process already exports spans to {instrumentation.settings.server_url}, but the "
+                f"worker reports to {self.settings.server_url}: run workers of different servers in separate "
+                "processes, or pass instrumentation= to say where spans go"
+            )
         self._tracer = instrumentation.tracer("otel_lightning.worker")
         self._processor = instrumentation.rollout_processor
         self._flush = FlushGroup(instrumentation.force_flush)
