@@ -7,6 +7,7 @@ problem documents (collector/problems.py). The OpenAPI document (collector/opena
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -30,6 +31,10 @@ MAX_BATCH = 10_000
 """Most tasks one enqueue request may carry."""
 _FILL_RECHECK_S = 0.2
 """How often a wait for complete traces looks again (spans arriving do not wake long-polls)."""
+_RECHECK_GAP_PER_ROLLOUT_S = 0.00005
+_RECHECK_MAX_GAP_S = 0.5
+"""After a wake-up, a wait for N unfinished rollouts pauses min(N x 50 us, 0.5 s) before reading them again
+(10 ms for 200 rollouts, 0.3 s for 6,000)."""
 
 
 def _wait_s(request: Request, body: dict[str, Any], key: str, default: float) -> float:
@@ -109,7 +114,8 @@ async def list_attempts(request: Request) -> Response:
 
 
 async def wait_rollouts(request: Request) -> Response:
-    """Long-poll until every listed rollout is done or ``timeout_s`` passes; answers their current state.
+    """Long-poll until every listed rollout is done or ``timeout_s`` passes; answers their current state, in
+    the order asked (each id once).
 
     A rollout is done when it has ended; with ``complete: true``, when it has also either received every
     span its latest attempt reported or ended more than ``completeness_grace_s`` ago. ``waiting`` lists the
@@ -123,28 +129,40 @@ async def wait_rollouts(request: Request) -> Response:
     deadline = time.monotonic() + _wait_s(request, body, "timeout_s", 30.0)
     notifier = request.app.state.notifier
     grace_ns = int(request.app.state.settings.completeness_grace_s * 1e9)
-    where = RolloutFilter(rollout_ids=tuple(ids), limit=len(ids) or 1)
+    final: dict[str, Rollout] = {}  # ended rollouts never change again: each is read once
     whole: set[str] = set()  # ended rollouts already known to be done, across rechecks
     while True:
         ticket = notifier.ticket(Topic.ROLLOUTS)
-        rollouts = await call_store(request, store_of(request).list_rollouts, where) if ids else []
-        waiting = {r.rollout_id for r in rollouts if not r.status.is_final}
-        waiting |= set(ids) - {r.rollout_id for r in rollouts}
+        unread = tuple(dict.fromkeys(i for i in ids if i not in final))
+        current: dict[str, Rollout] = {}
+        if unread:
+            where = RolloutFilter(rollout_ids=unread, limit=len(unread))
+            for rollout in await call_store(request, store_of(request).list_rollouts, where):
+                current[rollout.rollout_id] = rollout
+                if rollout.status.is_final:
+                    final[rollout.rollout_id] = rollout
+        waiting = {i for i in ids if i not in final}
         filling: list[str] = []
         if complete:
-            ended = [r for r in rollouts if r.status.is_final and r.rollout_id not in whole]
+            ended = [r for r in final.values() if r.rollout_id not in whole]
             filling = await call_store(request, _fill_in, store_of(request), ended, grace_ns, whole)
         remaining = deadline - time.monotonic()
         if not (waiting or filling) or remaining <= 0:
+            known = {**current, **final}
             return JSONResponse(
                 {
                     "done": not (waiting or filling),
-                    "rollouts": [r.to_json() for r in rollouts],
+                    "rollouts": [known[i].to_json() for i in dict.fromkeys(ids) if i in known],
                     "waiting": sorted(waiting.union(filling)),
                 }
             )
         # Spans arriving do not notify: while a trace fills in, look again soon.
         await notifier.wait(ticket, min(remaining, _FILL_RECHECK_S) if filling else remaining)
+        # Every completion notifies: a wait for many rollouts reads them again at most this often, so that
+        # its cost does not grow with the number of completions times the number of rollouts.
+        gap = min(_RECHECK_MAX_GAP_S, len(waiting) * _RECHECK_GAP_PER_ROLLOUT_S, deadline - time.monotonic())
+        if gap > 0:
+            await asyncio.sleep(gap)
 
 
 def _fill_in(store: Store, ended: list[Rollout], grace_ns: int, whole: set[str]) -> list[str]:
