@@ -1,8 +1,9 @@
 """Rollout throughput and claim latency under load, against a real server process.
 
-For each concurrency level (default 8, 64 and 256) a Worker in this process runs no-op rollouts, each a claim,
-``--spans-per-rollout`` spans (default 10: the worker's rollout span and nine children made by the agent)
-exported over OTLP, a flush and a completion; rollouts/s is measured over the Worker's run, and every
+For each concurrency level (default 8, 64 and 256) a Worker in this process (or, with
+``--worker-processes N``, Workers in N child processes sharing the level's slots) runs no-op rollouts, each a
+claim, ``--spans-per-rollout`` spans (default 10: the worker's rollout span and nine children made by the
+agent) exported over OTLP, a flush and a completion; rollouts/s is measured over the Workers' run, and every
 rollout's spans are checked to be stored.
 
 Claim latency is measured under that load: while the Worker runs, a probe (its own ApiClient, its own
@@ -15,6 +16,7 @@ measures that way for comparison). The same probe against the idle server is rep
 Prints a table and writes bench/results/rollouts.json.
 
     python bench/bench_rollouts.py [--rollouts 3000] [--concurrency 8,64,256] [--spans-per-rollout 10]
+                                   [--worker-processes 1]
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from opentelemetry import trace
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._load import LoadSampler
 from bench.bench_ingest import free_port, start_server
-from otel_lightning import Worker, connect
+from otel_lightning import Worker, connect, instrument
 from otel_lightning.client import calls
 from otel_lightning.client.http import ApiClient
 from otel_lightning.config import ClientSettings
@@ -65,10 +67,14 @@ def noop_agent(spans_per_rollout: int) -> Callable[[Any, Any], Awaitable[float]]
     return agent
 
 
-def throughput(url: str, rollouts: int, concurrency: int, spans_per_rollout: int = 10) -> dict[str, Any]:
-    """Run ``rollouts`` no-op rollouts through one Worker; rollouts/s over the Worker's run.
+def throughput(
+    url: str, rollouts: int, concurrency: int, spans_per_rollout: int = 10, processes: int = 1
+) -> dict[str, Any]:
+    """Run ``rollouts`` no-op rollouts through Workers with ``concurrency`` slots in all; rollouts/s over
+    their run. With ``processes`` > 1 the slots and rollouts are split over that many worker processes, as a
+    deployment runs several (one process's span creation and export use one core).
 
-    ``started_ns``/``ended_ns`` bound the Worker's run on the wall clock (for the latency probe's window).
+    ``started_ns``/``ended_ns`` bound the Workers' run on the wall clock (for the latency probe's window).
     Spans go where this process's first ``instrument()`` sent them: one server URL per process.
     """
     if spans_per_rollout < 1:
@@ -76,30 +82,86 @@ def throughput(url: str, rollouts: int, concurrency: int, spans_per_rollout: int
     experiment = f"throughput-{concurrency}"
     with connect(url, experiment=experiment) as lightning:
         ids = [r.rollout_id for r in lightning.enqueue([{"i": i} for i in range(rollouts)])]
-        worker = Worker(
-            noop_agent(spans_per_rollout),
-            url,
-            concurrency=concurrency,
-            experiments=[experiment],
-            claim_wait_s=1,
-        )
-        started_ns = time.time_ns()
-        started = time.perf_counter()
-        stats = worker.run(max_rollouts=rollouts)
-        elapsed = time.perf_counter() - started
+        if processes == 1:
+            worker = Worker(
+                noop_agent(spans_per_rollout),
+                url,
+                concurrency=concurrency,
+                experiments=[experiment],
+                claim_wait_s=1,
+                instrumentation=instrument(url),  # set up before the clock starts, as in the processes
+            )
+            started_ns = time.time_ns()
+            started = time.perf_counter()
+            succeeded = worker.run(max_rollouts=rollouts).succeeded
+            elapsed = time.perf_counter() - started
+        else:
+            started_ns, elapsed, succeeded = _in_processes(
+                url, experiment, rollouts, concurrency, spans_per_rollout, processes
+            )
         ended_ns = time.time_ns()
         final = lightning.wait(ids, timeout_s=120)
-    assert stats.succeeded == rollouts, stats
+    assert succeeded == rollouts, (succeeded, rollouts)
     assert all(r.status is RolloutStatus.SUCCEEDED for r in final)
     return {
         "rollouts": rollouts,
         "concurrency": concurrency,
+        "worker_processes": processes,
         "spans_per_rollout": spans_per_rollout,
         "seconds": round(elapsed, 3),
         "rollouts_per_s": round(rollouts / elapsed, 1),
         "started_ns": started_ns,
         "ended_ns": ended_ns,
     }
+
+
+def _split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def _worker_process(
+    url: str, experiment: str, rollouts: int, concurrency: int, spans: int, start: Any, conn: Connection
+) -> None:
+    # Export is set up before the clock starts (importing the openai instrumentation alone takes ~1 s).
+    instrumentation = instrument(url)
+    worker = Worker(
+        noop_agent(spans),
+        url,
+        concurrency=concurrency,
+        experiments=[experiment],
+        claim_wait_s=1,
+        instrumentation=instrumentation,
+    )
+    conn.send("ready")
+    start.wait()
+    conn.send(worker.run(max_rollouts=rollouts).succeeded)
+    conn.close()
+
+
+def _in_processes(
+    url: str, experiment: str, rollouts: int, concurrency: int, spans: int, processes: int
+) -> tuple[int, float, int]:
+    """(start time ns, seconds, succeeded) of Workers in ``processes`` child processes started together."""
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    children = []
+    for share, slots in zip(_split(rollouts, processes), _split(concurrency, processes), strict=True):
+        parent_end, child_end = ctx.Pipe(duplex=False)
+        child = ctx.Process(
+            target=_worker_process, args=(url, experiment, share, max(slots, 1), spans, start, child_end)
+        )
+        child.start()
+        children.append((child, parent_end))
+    for _, pipe in children:
+        assert pipe.recv() == "ready"
+    started_ns = time.time_ns()
+    started = time.perf_counter()
+    start.set()
+    succeeded = sum(int(pipe.recv()) for _, pipe in children)
+    elapsed = time.perf_counter() - started
+    for child, _ in children:
+        child.join(60)
+    return started_ns, elapsed, succeeded
 
 
 # --- claim latency probe ---------------------------------------------------------------------------------
@@ -191,7 +253,9 @@ def percentiles(latencies: list[float]) -> dict[str, Any]:
     }
 
 
-def level_under_load(url: str, rollouts: int, concurrency: int, spans: int, probe: str) -> dict[str, Any]:
+def level_under_load(
+    url: str, rollouts: int, concurrency: int, spans: int, probe: str, processes: int = 1
+) -> dict[str, Any]:
     """Throughput at one level, with the probe's claim latency over the Worker's run."""
     experiment = f"probe-{concurrency}"
     enqueue_backlog(url, experiment)
@@ -199,7 +263,7 @@ def level_under_load(url: str, rollouts: int, concurrency: int, spans: int, prob
         if probe == "process":
             time.sleep(2.0)  # let the child import and start claiming before the Worker does
         with LoadSampler() as load:
-            result = throughput(url, rollouts, concurrency, spans)
+            result = throughput(url, rollouts, concurrency, spans, processes)
     window = (result.pop("started_ns"), result.pop("ended_ns"))
     inside = [s for ns, s in prober.samples if window[0] <= ns <= window[1]]
     return result | percentiles(inside) | {"load": load.summary()}
@@ -222,6 +286,9 @@ def main() -> int:
         "--spans-per-rollout", type=int, default=10, help="counting the worker's rollout span"
     )
     parser.add_argument("--probe", choices=["process", "thread"], default="process")
+    parser.add_argument(
+        "--worker-processes", type=int, default=1, help="split each level's slots over this many processes"
+    )
     parser.add_argument("--idle-claims", type=int, default=250, help="probe claims against the idle server")
     parser.add_argument("--out", type=Path, default=RESULTS / "rollouts.json")
     args = parser.parse_args()
@@ -237,7 +304,9 @@ def main() -> int:
             results = []
             for level in levels:
                 results.append(
-                    level_under_load(url, args.rollouts, level, args.spans_per_rollout, args.probe)
+                    level_under_load(
+                        url, args.rollouts, level, args.spans_per_rollout, args.probe, args.worker_processes
+                    )
                 )
         finally:
             server.terminate()
@@ -256,12 +325,13 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(
-        f"{'rollouts':>8} {'conc':>5} {'spans':>5} {'seconds':>8} {'rollouts/s':>10} "
+        f"{'rollouts':>8} {'conc':>5} {'procs':>5} {'spans':>5} {'seconds':>8} {'rollouts/s':>10} "
         f"{'p50 ms':>7} {'p99 ms':>7} {'claims':>6} {'load1':>9}"
     )
     for r in results:
         print(
-            f"{r['rollouts']:>8} {r['concurrency']:>5} {r['spans_per_rollout']:>5} {r['seconds']:>8} "
+            f"{r['rollouts']:>8} {r['concurrency']:>5} {r['worker_processes']:>5} "
+            f"{r['spans_per_rollout']:>5} {r['seconds']:>8} "
             f"{r['rollouts_per_s']:>10} {r['claim_p50_ms']:>7} {r['claim_p99_ms']:>7} {r['claims']:>6} "
             f"{r['load']['load1_min']:>4.1f}-{r['load']['load1_max']:<4.1f}"
         )
