@@ -25,7 +25,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from otel_lightning._validate import valid_name
 from otel_lightning.exceptions import NotFoundError, OtelLightningError, StaleAttemptError
 from otel_lightning.resources import JSON, Resource, ResourceVersion
 from otel_lightning.spans.encoded import EncodedSpan, encode_span
@@ -40,7 +39,6 @@ class RolloutQueue(ABC):
     def enqueue(self, tasks: Sequence[Task]) -> list[Rollout]:
         """Add tasks as queued rollouts, in one transaction; known rollout ids return the existing rollout."""
 
-    @abstractmethod
     def claim(
         self, worker_id: str, request_id: str, experiments: Sequence[str] = (), lease_s: float = 30.0
     ) -> Claim | None:
@@ -48,7 +46,10 @@ class RolloutQueue(ABC):
 
         Returns None when nothing is queued. A repeated ``request_id`` returns the claim it made before.
         """
+        claims = self.claim_many(worker_id, [request_id], experiments, lease_s)
+        return claims[0] if claims else None
 
+    @abstractmethod
     def claim_many(
         self,
         worker_id: str,
@@ -56,19 +57,8 @@ class RolloutQueue(ABC):
         experiments: Sequence[str] = (),
         lease_s: float = 30.0,
     ) -> list[Claim]:
-        """:meth:`claim` for each request id in turn, stopping when nothing is left to claim.
-
-        A store may do them all in one transaction; by default each is a :meth:`claim` of its own.
-        """
-        for request_id in request_ids:  # bad arguments claim nothing, not some
-            valid_name(request_id, "request_id")
-        claims: list[Claim] = []
-        for request_id in request_ids:
-            found = self.claim(worker_id, request_id, experiments, lease_s)
-            if found is None:
-                break
-            claims.append(found)
-        return claims
+        """:meth:`claim` for each request id in turn, in one transaction, stopping when nothing is left to
+        claim. Bad arguments claim nothing."""
 
     @abstractmethod
     def heartbeat(self, attempt_id: str, lease_s: float = 30.0) -> Attempt:

@@ -22,7 +22,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from otel_lightning._validate import valid_name
 from otel_lightning.exceptions import (
     ConfigError,
     NotFoundError,
@@ -38,6 +37,7 @@ from otel_lightning.store.rows import (
     attempt_from_row,
     attempt_to_row,
     int64,
+    prepare_claims,
     prepare_enqueue,
     rollout_from_row,
     seconds_ns,
@@ -137,12 +137,6 @@ class PostgresStore(PostgresResourceStore, PostgresSpanStore, Store):
 
         return self._db.retrying(work)
 
-    def claim(
-        self, worker_id: str, request_id: str, experiments: Sequence[str] = (), lease_s: float = 30.0
-    ) -> Claim | None:
-        claims = self.claim_many(worker_id, [request_id], experiments, lease_s)
-        return claims[0] if claims else None
-
     def claim_many(
         self,
         worker_id: str,
@@ -150,11 +144,7 @@ class PostgresStore(PostgresResourceStore, PostgresSpanStore, Store):
         experiments: Sequence[str] = (),
         lease_s: float = 30.0,
     ) -> list[Claim]:
-        lease_ns = seconds_ns(lease_s, "lease_s")
-        valid_name(worker_id, "worker_id")
-        for request_id in request_ids:
-            valid_name(request_id, "request_id")
-        wanted = [experiments] if isinstance(experiments, str) else sorted(set(experiments))
+        lease_ns, wanted = prepare_claims(worker_id, request_ids, experiments, lease_s)
 
         def work(conn: Connection) -> list[Claim]:
             # One transaction for the batch (one commit), a savepoint for each claim.
@@ -172,7 +162,7 @@ class PostgresStore(PostgresResourceStore, PostgresSpanStore, Store):
         return self._db.retrying(work)
 
     def _claim_in(
-        self, conn: Connection, worker_id: str, request_id: str, wanted: list[str], lease_ns: int
+        self, conn: Connection, worker_id: str, request_id: str, wanted: Sequence[str], lease_ns: int
     ) -> Claim:
         """One claim inside a savepoint; _NothingQueued (which rolls the savepoint back) when none is left."""
         now = self._clock()
@@ -189,7 +179,7 @@ class PostgresStore(PostgresResourceStore, PostgresSpanStore, Store):
             attempt = _attempt(conn, known)
             return Claim(_rollout(conn, attempt.rollout_id), attempt)
         if wanted:
-            picked = conn.execute(sql.OLDEST_QUEUED_OF, (wanted,)).fetchone()
+            picked = conn.execute(sql.OLDEST_QUEUED_OF, (list(wanted),)).fetchone()  # a list is an array
         else:
             picked = conn.execute(sql.OLDEST_QUEUED).fetchone()
         if picked is None:

@@ -388,6 +388,19 @@ def seconds_ns(seconds: float, where: str) -> int:
     return int(seconds * 1e9)
 
 
+def prepare_claims(
+    worker_id: str, request_ids: Sequence[str], experiments: Sequence[str] | str, lease_s: float
+) -> tuple[int, tuple[str, ...]]:
+    """The checked arguments of a batch of claims: the lease in nanoseconds and the experiments to claim from
+    (a bare string is one experiment; empty means all). ValidationError before any transaction."""
+    lease_ns = seconds_ns(lease_s, "lease_s")
+    valid_name(worker_id, "worker_id")
+    for request_id in request_ids:
+        valid_name(request_id, "request_id")
+    wanted = (experiments,) if isinstance(experiments, str) else tuple(sorted(set(experiments)))
+    return lease_ns, wanted
+
+
 def prepare_enqueue(tasks: Sequence[Task], now: int) -> list[tuple[Rollout, Row]]:
     """The queued rollouts of ``tasks`` and their rows, all serialised before any transaction (bad input
     anywhere writes nothing). The rollouts carry the stored JSON, which is what every later read returns."""

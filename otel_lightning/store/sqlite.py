@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from itertools import chain
 
-from otel_lightning._validate import valid_name
 from otel_lightning.exceptions import ConflictError, NotFoundError, OtelLightningError, StaleAttemptError
 from otel_lightning.resources import JSON, Resource, ResourceVersion
 from otel_lightning.spans.encoded import EncodedSpan
@@ -31,6 +30,7 @@ from otel_lightning.store.rows import (
     loads,
     log_from_row,
     logs_to_rows,
+    prepare_claims,
     prepare_enqueue,
     prepare_publish,
     rollout_from_row,
@@ -115,12 +115,6 @@ class SQLiteStore(Store):
                     out.append(self._rollout(conn, rollout.rollout_id))
         return out
 
-    def claim(
-        self, worker_id: str, request_id: str, experiments: Sequence[str] = (), lease_s: float = 30.0
-    ) -> Claim | None:
-        claims = self.claim_many(worker_id, [request_id], experiments, lease_s)
-        return claims[0] if claims else None
-
     def claim_many(
         self,
         worker_id: str,
@@ -128,11 +122,7 @@ class SQLiteStore(Store):
         experiments: Sequence[str] = (),
         lease_s: float = 30.0,
     ) -> list[Claim]:
-        lease_ns = seconds_ns(lease_s, "lease_s")
-        valid_name(worker_id, "worker_id")
-        for request_id in request_ids:
-            valid_name(request_id, "request_id")
-        wanted = (experiments,) if isinstance(experiments, str) else tuple(experiments)
+        lease_ns, wanted = prepare_claims(worker_id, request_ids, experiments, lease_s)
         claims: list[Claim] = []
         with self._db.write() as conn:  # one transaction for them all: one commit, not one per claim
             for request_id in request_ids:
