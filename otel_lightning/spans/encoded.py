@@ -34,7 +34,7 @@ from otel_lightning.spans.otlp import (
     span_from_message,
     span_problem,
 )
-from otel_lightning.spans.otlp_json import key_values, span_message
+from otel_lightning.spans.otlp_encode import key_values, span_message
 from otel_lightning.spans.records import SpanEvent, SpanKind, SpanLink, SpanRecord, StatusCode
 
 __all__ = ["EncodedSpan", "decode_encoded_spans", "encode_span", "record_of"]

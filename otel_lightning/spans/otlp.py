@@ -447,8 +447,9 @@ def encode_traces(spans: Sequence[SpanRecord], fmt: OtlpFormat) -> bytes:
     Spans are grouped by resource and scope, in order of first appearance. Rollout identity fields missing
     from a span's attributes are written into them, so that decoding gives the same records back.
     """
-    from otel_lightning.spans import otlp_json
+    # Imported here: otlp_encode builds on this module's helpers.
+    from otel_lightning.spans import otlp_encode
 
     if fmt is OtlpFormat.JSON:
-        return otlp_json.encode_traces_json(spans)
-    return otlp_json.encode_traces_protobuf(spans)
+        return otlp_encode.encode_traces_json(spans)
+    return otlp_encode.encode_traces_protobuf(spans)
