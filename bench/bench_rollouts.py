@@ -67,6 +67,19 @@ def noop_agent(spans_per_rollout: int) -> Callable[[Any, Any], Awaitable[float]]
     return agent
 
 
+def bench_worker(url: str, experiment: str, concurrency: int, spans_per_rollout: int) -> Worker:
+    """A Worker of no-op rollouts, its export set up already, so that the setup (importing the openai
+    instrumentation alone takes ~1 s) is not timed."""
+    return Worker(
+        noop_agent(spans_per_rollout),
+        url,
+        concurrency=concurrency,
+        experiments=[experiment],
+        claim_wait_s=1,
+        instrumentation=instrument(url),
+    )
+
+
 def throughput(
     url: str, rollouts: int, concurrency: int, spans_per_rollout: int = 10, processes: int = 1
 ) -> dict[str, Any]:
@@ -83,14 +96,7 @@ def throughput(
     with connect(url, experiment=experiment) as lightning:
         ids = [r.rollout_id for r in lightning.enqueue([{"i": i} for i in range(rollouts)])]
         if processes == 1:
-            worker = Worker(
-                noop_agent(spans_per_rollout),
-                url,
-                concurrency=concurrency,
-                experiments=[experiment],
-                claim_wait_s=1,
-                instrumentation=instrument(url),  # set up before the clock starts, as in the processes
-            )
+            worker = bench_worker(url, experiment, concurrency, spans_per_rollout)
             started_ns = time.time_ns()
             started = time.perf_counter()
             succeeded = worker.run(max_rollouts=rollouts).succeeded
@@ -122,16 +128,7 @@ def _split(total: int, parts: int) -> list[int]:
 def _worker_process(
     url: str, experiment: str, rollouts: int, concurrency: int, spans: int, start: Any, conn: Connection
 ) -> None:
-    # Export is set up before the clock starts (importing the openai instrumentation alone takes ~1 s).
-    instrumentation = instrument(url)
-    worker = Worker(
-        noop_agent(spans),
-        url,
-        concurrency=concurrency,
-        experiments=[experiment],
-        claim_wait_s=1,
-        instrumentation=instrumentation,
-    )
+    worker = bench_worker(url, experiment, concurrency, spans)
     conn.send("ready")
     start.wait()
     conn.send(worker.run(max_rollouts=rollouts).succeeded)

@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from bench._fixtures import llm_span_request  # noqa: E402
 from otel_lightning.spans.encoded import EncodedSpan, decode_encoded_spans, encode_span  # noqa: E402
 from otel_lightning.spans.otlp import OtlpFormat, decode_traces  # noqa: E402
+from otel_lightning.store.base import Store  # noqa: E402
 from otel_lightning.store.sqlite import SQLiteStore  # noqa: E402
 from otel_lightning.types import AttemptStatus, Outcome, Task  # noqa: E402
 
@@ -111,6 +112,14 @@ def bench_ingest(directory: Path, total: int, batch: int, runs: int) -> dict[str
 
 def _ingest_once(path: Path, requests: Sequence[bytes]) -> tuple[float, float, float, float, float]:
     """Spans/s of one run: wall, per cpu-s, duplicates, and the two conversions."""
+    return time_ingest(lambda: SQLiteStore(path), requests)
+
+
+def time_ingest(
+    open_store: Callable[[], Store], requests: Sequence[bytes]
+) -> tuple[float, float, float, float, float]:
+    """Spans/s of one run into the store ``open_store()`` gives: wall, per cpu-s, re-inserted duplicates, and
+    the two conversions (request -> encoded, records -> encoded)."""
     # A server frees each request's spans; the bench holds all of them, which the garbage collector would
     # traverse again and again: keep them out of its way.
     gc.collect()
@@ -119,7 +128,7 @@ def _ingest_once(path: Path, requests: Sequence[bytes]) -> tuple[float, float, f
     batches = converted.batches
     total = sum(len(spans) for spans in batches)
     gc.freeze()
-    store = SQLiteStore(path)
+    store = open_store()
     stored: list[int] = []
     wall, cpu = _timed(lambda: stored.extend(store.add_encoded_spans(spans) for spans in batches))
     again = batches[: max(1, len(batches) // 4)]

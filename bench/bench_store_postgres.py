@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
-from bench_store import convert, make_requests
+from bench_store import convert, make_requests, time_ingest
 
 from otel_lightning.spans.encoded import EncodedSpan
 from otel_lightning.store.postgres import PostgresStore
@@ -82,22 +82,7 @@ def bench_ingest(db: str, total: int, batch: int, runs: int, mode: SpanWrite) ->
 
 def _ingest_once(db: str, requests: list[bytes], mode: SpanWrite) -> tuple[float, float, float, float, float]:
     """Spans/s of one run into a fresh schema: wall, per cpu-s, duplicates, and the two conversions."""
-    gc.collect()
-    gc.freeze()  # the bench holds every span; keep the collector from walking them again and again
-    converted = convert(requests)
-    batches = converted.batches
-    total = sum(len(spans) for spans in batches)
-    gc.freeze()
-    store = fresh_store(db, span_write=mode, pool_size=2)
-    stored: list[int] = []
-    wall, cpu = _timed(lambda: stored.extend(store.add_encoded_spans(spans) for spans in batches))
-    again = batches[: max(1, len(batches) // 4)]
-    dup_wall, _ = _timed(lambda: stored.extend(store.add_encoded_spans(spans) for spans in again))
-    assert sum(stored) == total, "every span is new once, and duplicates are skipped"
-    store.close()
-    gc.unfreeze()
-    dups = sum(len(spans) for spans in again) / dup_wall
-    return total / wall, total / cpu, dups, converted.request_spans_per_s, converted.record_spans_per_s
+    return time_ingest(lambda: fresh_store(db, span_write=mode, pool_size=2), requests)
 
 
 def bench_threads(db: str, total: int, threads: int, batch: int, mode: SpanWrite) -> dict[str, object]:
